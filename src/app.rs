@@ -1,0 +1,202 @@
+//! Start-up and shutdown: builds the clients, store, worker and routes from [`Settings`],
+//! binds the listener (port 0 in tests), and runs until told to stop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::chat::Chat;
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::{Settings, StoreUrl};
+use crate::lark::client::{LarkClient, LarkClientConfig};
+use crate::lark::verify::Verifier;
+use crate::metrics::{Metrics, Tap};
+use crate::project::client::{ProjectClient, ProjectClientConfig};
+use crate::retry::RetryPolicy;
+use crate::routes::{AppState, router};
+use crate::service::Service;
+use crate::store::{InboxItem, Store, StoreError};
+use crate::worker::Worker;
+
+/// What start-up can fail on.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// Things tests and the sandbox swap out.
+pub struct Overrides {
+    pub clock: SharedClock,
+    pub retry: RetryPolicy,
+    pub upstream_timeout: Duration,
+    pub tap: Option<Tap>,
+}
+
+impl Default for Overrides {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+            retry: RetryPolicy::default(),
+            upstream_timeout: Duration::from_secs(10),
+            tap: None,
+        }
+    }
+}
+
+/// The clients, built from settings; `check` uses them without starting a server.
+pub struct Clients {
+    pub lark: Arc<LarkClient>,
+    pub project: Arc<ProjectClient>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Clients {
+    pub fn build(settings: &Settings, o: &Overrides) -> Result<Clients, reqwest::Error> {
+        let metrics = Arc::new(Metrics::new(o.tap.clone()));
+        let lark = Arc::new(LarkClient::new(LarkClientConfig {
+            base_url: settings.lark.base_url.clone(),
+            app_id: settings.lark.app_id.clone(),
+            app_secret: settings.lark.app_secret.clone(),
+            retry: o.retry,
+            timeout: o.upstream_timeout,
+            clock: o.clock.clone(),
+            metrics: metrics.clone(),
+        })?);
+        let project = Arc::new(ProjectClient::new(ProjectClientConfig {
+            base_url: settings.project.base_url.clone(),
+            plugin_id: settings.project.plugin_id.clone(),
+            plugin_secret: settings.project.plugin_secret.clone(),
+            retry: o.retry,
+            timeout: o.upstream_timeout,
+            clock: o.clock.clone(),
+            metrics: metrics.clone(),
+        })?);
+        Ok(Clients {
+            lark,
+            project,
+            metrics,
+        })
+    }
+}
+
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+    worker: Worker,
+    queue: mpsc::UnboundedReceiver<InboxItem>,
+}
+
+impl App {
+    /// Opens the store, builds everything and binds the listen address.
+    pub async fn build(settings: &Settings, o: Overrides) -> Result<App, StartError> {
+        let store = match &settings.store {
+            StoreUrl::Sqlite(path) => Store::open(path)?,
+            StoreUrl::Memory => Store::in_memory()?,
+        };
+        let listener =
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: settings.listen,
+                    source,
+                })?;
+        let clients = Clients::build(settings, &o)?;
+        let service = Arc::new(Service {
+            project: clients.project,
+            lark: clients.lark,
+            store: store.clone(),
+            default_project: settings.default_project.clone(),
+            web_url: settings.project.web_url.clone(),
+            clock: o.clock.clone(),
+            metrics: clients.metrics.clone(),
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        let verifier = Arc::new(Verifier::new(
+            settings.lark.verification_token.clone(),
+            settings.lark.encrypt_key.clone(),
+            settings.dedup_retention,
+            o.clock.clone(),
+        ));
+        let state = AppState {
+            verifier,
+            store: store.clone(),
+            queue: tx,
+            metrics: clients.metrics,
+            clock: o.clock.clone(),
+        };
+        let worker = Worker {
+            store,
+            chat: Arc::new(Chat { service }),
+            clock: o.clock,
+            retention: settings.dedup_retention,
+        };
+        Ok(App {
+            listener,
+            state,
+            worker,
+            queue: rx,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes: then stops accepting, lets requests and in-flight
+    /// events finish, and returns.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let requeue = self.state.queue.clone();
+        let worker = tokio::spawn(self.worker.run(self.queue, requeue, stop_rx));
+        let app = router(self.state);
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        let _ = stop_tx.send(true);
+        if worker.await.is_err() {
+            tracing::error!("the worker stopped abnormally");
+        }
+        served
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: no new requests; finishing in-flight work");
+}

@@ -1,0 +1,251 @@
+//! Renders the Card JSON 2.0 templates kept in `cards/` (data, compiled into the binary).
+//!
+//! A template is ordinary card JSON with three additions:
+//! - `{{name}}` inside any string is replaced by the variable's text, in one pass, so text that
+//!   came from a user can never expand into another placeholder;
+//! - an object with `"$if": "name"` is kept only when `name` is set and non-empty
+//!   (`"$unless"` the opposite); the key itself is removed;
+//! - an array entry `{"$each": "rows", "$item": {…}}` repeats `$item` once per row of a list.
+//!
+//! `cards/messages.json` holds the words of every outcome in zh_cn and en_us; the caller picks
+//! an entry and its strings are rendered like a template before they fill one.
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use serde_json::{Map, Value};
+
+/// A template variable: text, or a list of rows for `$each`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Var {
+    Text(String),
+    List(Vec<Vars>),
+}
+
+pub type Vars = BTreeMap<String, Var>;
+
+/// Convenience for building [`Vars`].
+pub fn set(vars: &mut Vars, name: &str, text: impl Into<String>) {
+    vars.insert(name.to_owned(), Var::Text(text.into()));
+}
+
+static TEMPLATES: &[(&str, &str)] = &[
+    ("outcome", include_str!("../cards/outcome.json")),
+    ("batch", include_str!("../cards/batch.json")),
+    ("help", include_str!("../cards/help.json")),
+    ("picker", include_str!("../cards/picker.json")),
+    ("bound", include_str!("../cards/bound.json")),
+];
+
+static MESSAGES: &str = include_str!("../cards/messages.json");
+
+struct Library {
+    templates: BTreeMap<&'static str, Value>,
+    messages: Value,
+}
+
+/// Parsed once; the files are part of the build and checked by the tests below.
+static LIBRARY: LazyLock<Library> = LazyLock::new(|| Library {
+    templates: TEMPLATES
+        .iter()
+        .map(|(name, text)| (*name, serde_json::from_str(text).unwrap_or(Value::Null)))
+        .collect(),
+    messages: serde_json::from_str(MESSAGES).unwrap_or(Value::Null),
+});
+
+/// Renders template `name` with `vars`. An unknown template renders as `null`.
+pub fn render(name: &str, vars: &Vars) -> Value {
+    LIBRARY
+        .templates
+        .get(name)
+        .map(|t| fill(t, vars))
+        .and_then(|v| v.into_iter().next())
+        .unwrap_or(Value::Null)
+}
+
+/// Adds the words of message `key` to `vars`: every string field `f` of the entry becomes
+/// `{prefix}f_zh` / `{prefix}f_en` (for `{zh_cn, en_us}` objects) or `{prefix}f`, each rendered
+/// with `vars` first.
+pub fn add_message(vars: &mut Vars, key: &str, prefix: &str) {
+    let Some(entry) = LIBRARY.messages.get(key).and_then(Value::as_object) else {
+        return;
+    };
+    let mut words = Vars::new();
+    for (field, value) in entry {
+        match value {
+            Value::String(s) => set(&mut words, &format!("{prefix}{field}"), substitute(s, vars)),
+            Value::Object(langs) => {
+                for (lang, suffix) in [("zh_cn", "zh"), ("en_us", "en")] {
+                    if let Some(s) = langs.get(lang).and_then(Value::as_str) {
+                        set(
+                            &mut words,
+                            &format!("{prefix}{field}_{suffix}"),
+                            substitute(s, vars),
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    vars.extend(words);
+}
+
+/// Escapes text from users or upstream for a markdown element, so it shows as written and
+/// cannot add links, mentions or formatting.
+pub fn md_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '*' | '_' | '~' | '`' | '[' | ']' | '(' | ')' | '#' | '|' | '\\' => {
+                out.push_str(&format!("&#{};", u32::from(c)));
+            }
+            '\n' | '\r' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn text_of<'a>(vars: &'a Vars, name: &str) -> Option<&'a str> {
+    match vars.get(name) {
+        Some(Var::Text(t)) if !t.is_empty() => Some(t),
+        _ => None,
+    }
+}
+
+fn is_set(vars: &Vars, name: &str) -> bool {
+    match vars.get(name) {
+        Some(Var::Text(t)) => !t.is_empty(),
+        Some(Var::List(l)) => !l.is_empty(),
+        None => false,
+    }
+}
+
+/// Replaces `{{name}}` in one pass; unknown names become empty.
+fn substitute(s: &str, vars: &Vars) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find("}}") {
+            Some(end) => {
+                let name = after[..end].trim();
+                out.push_str(text_of(vars, name).unwrap_or_default());
+                rest = &after[end + 2..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Renders one node; an object dropped by `$if`/`$unless` gives nothing, `$each` gives many.
+fn fill(node: &Value, vars: &Vars) -> Vec<Value> {
+    match node {
+        Value::String(s) => vec![Value::String(substitute(s, vars))],
+        Value::Array(items) => vec![Value::Array(
+            items.iter().flat_map(|item| fill(item, vars)).collect(),
+        )],
+        Value::Object(obj) => {
+            if let Some(cond) = obj.get("$if").and_then(Value::as_str)
+                && !is_set(vars, cond)
+            {
+                return Vec::new();
+            }
+            if let Some(cond) = obj.get("$unless").and_then(Value::as_str)
+                && is_set(vars, cond)
+            {
+                return Vec::new();
+            }
+            if let Some(list) = obj.get("$each").and_then(Value::as_str) {
+                let Some(item) = obj.get("$item") else {
+                    return Vec::new();
+                };
+                let rows = match vars.get(list) {
+                    Some(Var::List(rows)) => rows.as_slice(),
+                    _ => &[],
+                };
+                return rows
+                    .iter()
+                    .flat_map(|row| {
+                        let mut scoped = vars.clone();
+                        scoped.extend(row.clone());
+                        fill(item, &scoped)
+                    })
+                    .collect();
+            }
+            let mut out = Map::new();
+            for (k, v) in obj {
+                if k == "$if" || k == "$unless" {
+                    continue;
+                }
+                if let Some(v) = fill(v, vars).into_iter().next() {
+                    out.insert(k.clone(), v);
+                }
+            }
+            vec![Value::Object(out)]
+        }
+        other => vec![other.clone()],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_file_parses() {
+        for (name, text) in TEMPLATES {
+            let parsed: Result<Value, _> = serde_json::from_str(text);
+            assert!(parsed.is_ok(), "cards/{name}.json: {parsed:?}");
+        }
+        let parsed: Result<Value, _> = serde_json::from_str(MESSAGES);
+        assert!(parsed.is_ok(), "cards/messages.json: {parsed:?}");
+    }
+
+    #[test]
+    fn substitution_is_one_pass() {
+        let mut vars = Vars::new();
+        set(&mut vars, "a", "{{b}}");
+        set(&mut vars, "b", "secret");
+        assert_eq!(substitute("x {{a}} {{missing}} y", &vars), "x {{b}}  y");
+        assert_eq!(substitute("open {{a", &vars), "open {{a");
+    }
+
+    #[test]
+    fn conditions_and_lists() {
+        let template: Value = serde_json::json!({"elements": [
+            {"$if": "shown", "tag": "a"},
+            {"$unless": "shown", "tag": "b"},
+            {"$each": "rows", "$item": {"tag": "{{n}}"}}
+        ]});
+        let mut vars = Vars::new();
+        set(&mut vars, "shown", "yes");
+        let mut r1 = Vars::new();
+        set(&mut r1, "n", "1");
+        let mut r2 = Vars::new();
+        set(&mut r2, "n", "2");
+        vars.insert("rows".into(), Var::List(vec![r1, r2]));
+        assert_eq!(
+            fill(&template, &vars),
+            vec![serde_json::json!({"elements": [{"tag": "a"}, {"tag": "1"}, {"tag": "2"}]})]
+        );
+    }
+
+    #[test]
+    fn escaping_neutralises_markdown() {
+        assert_eq!(
+            md_escape("<at id=all></at> **x** [l](u)"),
+            "&lt;at id=all&gt;&lt;/at&gt; &#42;&#42;x&#42;&#42; &#91;l&#93;&#40;u&#41;"
+        );
+    }
+}

@@ -1,0 +1,583 @@
+//! Configuration: environment variables, optionally layered over a TOML file named by
+//! `ABORT_BOT_CONFIG` whose keys are the variable names in lower case. The environment wins.
+//!
+//! Loading never stops at the first problem: every missing or malformed variable is collected,
+//! so that one run of `abort-bot check` (or a failed `serve`) names all of them at once.
+//! Secrets are kept in [`SecretString`] and never printed.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::Sha256;
+use url::Url;
+
+/// Every variable the bot reads, in the order they are reported.
+pub const VARIABLES: &[&str] = &[
+    "LARK_APP_ID",
+    "LARK_APP_SECRET",
+    "LARK_VERIFICATION_TOKEN",
+    "LARK_ENCRYPT_KEY",
+    "LARK_BASE_URL",
+    "FEISHU_PROJECT_PLUGIN_ID",
+    "FEISHU_PROJECT_PLUGIN_SECRET",
+    "FEISHU_PROJECT_BASE_URL",
+    "FEISHU_PROJECT_WEB_URL",
+    "ABORT_BOT_DEFAULT_PROJECT",
+    "ABORT_BOT_LISTEN",
+    "ABORT_BOT_STORE",
+    "ABORT_BOT_DEDUP_RETENTION",
+    "ABORT_BOT_MODE",
+    "ABORT_BOT_CARD_SECRET",
+    "ABORT_BOT_BATCH_CONFIRM",
+    "ABORT_BOT_LOG_FORMAT",
+];
+
+/// Lark Open Platform settings.
+#[derive(Clone)]
+pub struct LarkSettings {
+    pub app_id: String,
+    pub app_secret: SecretString,
+    pub verification_token: SecretString,
+    /// When set, bodies arrive as `{"encrypt": …}` and `X-Lark-Signature` is required.
+    pub encrypt_key: Option<SecretString>,
+    pub base_url: Url,
+}
+
+/// Feishu Project plugin settings.
+#[derive(Clone)]
+pub struct ProjectSettings {
+    pub plugin_id: String,
+    pub plugin_secret: SecretString,
+    pub base_url: Url,
+    /// Host of work item links in cards and of URL refs.
+    pub web_url: Url,
+}
+
+/// Where the inbox, dedup keys and bindings live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    Sqlite(PathBuf),
+    /// An in-memory SQLite database: nothing survives a restart (sandbox and tests only).
+    Memory,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Webhook,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The whole, validated configuration.
+#[derive(Clone)]
+pub struct Settings {
+    pub lark: LarkSettings,
+    pub project: ProjectSettings,
+    pub default_project: Option<String>,
+    pub listen: SocketAddr,
+    pub store: StoreUrl,
+    /// How long seen event ids are kept; also the oldest request timestamp accepted.
+    pub dedup_retention: Duration,
+    pub mode: Mode,
+    /// Key that binds button values to their card.
+    pub card_secret: SecretString,
+    pub batch_confirm: usize,
+    pub log_format: LogFormat,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("lark_app_id", &self.lark.app_id)
+            .field("lark_base_url", &self.lark.base_url.as_str())
+            .field("lark_encrypted", &self.lark.encrypt_key.is_some())
+            .field("feishu_project_plugin_id", &self.project.plugin_id)
+            .field("feishu_project_base_url", &self.project.base_url.as_str())
+            .field("feishu_project_web_url", &self.project.web_url.as_str())
+            .field("default_project", &self.default_project)
+            .field("listen", &self.listen)
+            .field("store", &self.store)
+            .field("dedup_retention", &self.dedup_retention)
+            .field("mode", &self.mode)
+            .field("batch_confirm", &self.batch_confirm)
+            .field("log_format", &self.log_format)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One thing wrong with one variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.variable, self.message)
+    }
+}
+
+/// Every problem found while loading, one per line when displayed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Raw values by variable name, before validation.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    values: HashMap<&'static str, String>,
+    /// Problems found while gathering (an unreadable TOML file, say).
+    problems: Vec<Problem>,
+}
+
+impl Sources {
+    /// Reads the process environment and, if `ABORT_BOT_CONFIG` names one, the TOML file.
+    pub fn from_process_env() -> Self {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        Self::from_env_map(&env)
+    }
+
+    /// Like [`Sources::from_process_env`], from a given map (tests).
+    pub fn from_env_map(env: &HashMap<String, String>) -> Self {
+        let mut sources = Sources::default();
+        if let Some(path) = env.get("ABORT_BOT_CONFIG").filter(|p| !p.is_empty()) {
+            sources.load_toml_file(path);
+        }
+        for name in VARIABLES {
+            if let Some(v) = env.get(*name) {
+                sources.values.insert(name, v.clone());
+            }
+        }
+        sources
+    }
+
+    fn load_toml_file(&mut self, path: &str) {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                self.problems.push(Problem {
+                    variable: "ABORT_BOT_CONFIG",
+                    message: format!("cannot read the configuration file: {e}"),
+                });
+                return;
+            }
+        };
+        let table: toml::Table = match text.parse() {
+            Ok(t) => t,
+            Err(e) => {
+                self.problems.push(Problem {
+                    variable: "ABORT_BOT_CONFIG",
+                    message: format!("the configuration file is not valid TOML: {}", e.message()),
+                });
+                return;
+            }
+        };
+        for (key, value) in table {
+            let Some(name) = VARIABLES
+                .iter()
+                .find(|v| v.eq_ignore_ascii_case(&key) && key == v.to_ascii_lowercase())
+            else {
+                self.problems.push(Problem {
+                    variable: "ABORT_BOT_CONFIG",
+                    message: format!("unknown key `{key}` in the configuration file"),
+                });
+                continue;
+            };
+            let text = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                _ => {
+                    self.problems.push(Problem {
+                        variable: name,
+                        message: format!("`{key}` in the configuration file must be a string"),
+                    });
+                    continue;
+                }
+            };
+            self.values.insert(name, text);
+        }
+    }
+
+    /// Sets one value (tests and the sandbox).
+    pub fn set(&mut self, name: &'static str, value: impl Into<String>) -> &mut Self {
+        self.values.insert(name, value.into());
+        self
+    }
+
+    fn get(&self, name: &'static str) -> Option<&str> {
+        self.values
+            .get(name)
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+    }
+}
+
+/// Collects values and problems in one pass.
+struct Reader<'a> {
+    sources: &'a Sources,
+    problems: Vec<Problem>,
+}
+
+impl Reader<'_> {
+    fn problem(&mut self, variable: &'static str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            variable,
+            message: message.into(),
+        });
+    }
+
+    fn required(&mut self, name: &'static str, meaning: &str) -> String {
+        match self.sources.get(name) {
+            Some(v) => v.to_owned(),
+            None => {
+                self.problem(name, format!("missing: set it to {meaning}"));
+                String::new()
+            }
+        }
+    }
+
+    fn optional(&self, name: &'static str) -> Option<String> {
+        self.sources.get(name).map(str::to_owned)
+    }
+
+    fn url(&mut self, name: &'static str, default: &str) -> Url {
+        let raw = self.sources.get(name).unwrap_or(default);
+        match Url::parse(raw) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
+            _ => {
+                self.problem(
+                    name,
+                    format!("malformed: `{raw}` is not an http(s) URL such as {default}"),
+                );
+                Url::parse(default).expect("defaults are valid URLs")
+            }
+        }
+    }
+}
+
+/// Parses `24h`, `90m`, `3600s`, `2d` or a bare number of seconds.
+pub fn parse_duration(raw: &str) -> Option<Duration> {
+    if let Ok(secs) = raw.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(raw).ok()
+}
+
+/// The web host derived from the API host when `FEISHU_PROJECT_WEB_URL` is not set.
+pub fn derive_web_url(api: &Url) -> Url {
+    let derived = match api.host_str() {
+        Some("project.feishu.cn") => "https://project.feishu.cn",
+        Some("project.larksuite.com") => "https://meegle.com",
+        _ => return api.clone(),
+    };
+    Url::parse(derived).unwrap_or_else(|_| api.clone())
+}
+
+/// The card secret derived from the app secret: an HMAC, so the app secret itself never
+/// signs anything a user can see.
+pub fn derive_card_secret(app_secret: &SecretString) -> SecretString {
+    let mut mac = Hmac::<Sha256>::new_from_slice(app_secret.expose_secret().as_bytes())
+        .expect("HMAC takes keys of any length");
+    mac.update(b"abort-bot card secret v1");
+    SecretString::from(hex::encode(mac.finalize().into_bytes()))
+}
+
+impl Settings {
+    /// Validates every variable and returns all problems at once.
+    pub fn from_sources(sources: &Sources) -> Result<Settings, ConfigError> {
+        let mut r = Reader {
+            sources,
+            problems: sources.problems.clone(),
+        };
+        let app_id = r.required("LARK_APP_ID", "the App ID of your Lark app (cli_…)");
+        let app_secret = r.required("LARK_APP_SECRET", "the App Secret of your Lark app");
+        let verification_token = r.required(
+            "LARK_VERIFICATION_TOKEN",
+            "the Verification Token from the app's Events & Callbacks page",
+        );
+        let encrypt_key = r.optional("LARK_ENCRYPT_KEY");
+        let lark_base = r.url("LARK_BASE_URL", "https://open.feishu.cn");
+        let plugin_id = r.required(
+            "FEISHU_PROJECT_PLUGIN_ID",
+            "the Plugin ID of your Feishu Project plugin (MII_…)",
+        );
+        let plugin_secret = r.required(
+            "FEISHU_PROJECT_PLUGIN_SECRET",
+            "the Plugin Secret of your Feishu Project plugin",
+        );
+        let project_base = r.url("FEISHU_PROJECT_BASE_URL", "https://project.feishu.cn");
+        let web_url = if r.sources.get("FEISHU_PROJECT_WEB_URL").is_some() {
+            r.url("FEISHU_PROJECT_WEB_URL", "https://project.feishu.cn")
+        } else {
+            derive_web_url(&project_base)
+        };
+        let default_project = r.optional("ABORT_BOT_DEFAULT_PROJECT");
+        if let Some(p) = &default_project
+            && !crate::domain::is_space_key(p)
+        {
+            r.problem(
+                "ABORT_BOT_DEFAULT_PROJECT",
+                format!("malformed: `{p}` is not a project_key or simple_name"),
+            );
+        }
+        let listen_raw = r
+            .optional("ABORT_BOT_LISTEN")
+            .unwrap_or_else(|| "0.0.0.0:3000".into());
+        let listen = listen_raw.parse().unwrap_or_else(|_| {
+            r.problem(
+                "ABORT_BOT_LISTEN",
+                format!("malformed: `{listen_raw}` is not host:port such as 0.0.0.0:3000"),
+            );
+            SocketAddr::from(([0, 0, 0, 0], 3000))
+        });
+        let store_raw = r
+            .optional("ABORT_BOT_STORE")
+            .unwrap_or_else(|| "sqlite://abort-bot.db".into());
+        let store = match parse_store(&store_raw) {
+            Ok(s) => s,
+            Err(message) => {
+                r.problem("ABORT_BOT_STORE", message);
+                StoreUrl::Memory
+            }
+        };
+        let retention_raw = r
+            .optional("ABORT_BOT_DEDUP_RETENTION")
+            .unwrap_or_else(|| "24h".into());
+        let dedup_retention = match parse_duration(&retention_raw) {
+            Some(d) if d >= Duration::from_secs(60) => d,
+            _ => {
+                r.problem(
+                    "ABORT_BOT_DEDUP_RETENTION",
+                    format!(
+                        "malformed: `{retention_raw}` is not a duration of at least 1m such as 24h"
+                    ),
+                );
+                Duration::from_secs(24 * 3600)
+            }
+        };
+        let mode = match r.optional("ABORT_BOT_MODE").as_deref() {
+            None | Some("webhook") => Mode::Webhook,
+            Some("websocket") => {
+                r.problem(
+                    "ABORT_BOT_MODE",
+                    "`websocket` (long connection) is not available in this version; use `webhook`",
+                );
+                Mode::Webhook
+            }
+            Some(other) => {
+                r.problem(
+                    "ABORT_BOT_MODE",
+                    format!("malformed: `{other}` is neither `webhook` nor `websocket`"),
+                );
+                Mode::Webhook
+            }
+        };
+        let batch_raw = r
+            .optional("ABORT_BOT_BATCH_CONFIRM")
+            .unwrap_or_else(|| "5".into());
+        let batch_confirm = match batch_raw.parse::<usize>() {
+            Ok(n) if n >= 1 => n,
+            _ => {
+                r.problem(
+                    "ABORT_BOT_BATCH_CONFIRM",
+                    format!("malformed: `{batch_raw}` is not a whole number of at least 1"),
+                );
+                5
+            }
+        };
+        let log_format = match r.optional("ABORT_BOT_LOG_FORMAT").as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                r.problem(
+                    "ABORT_BOT_LOG_FORMAT",
+                    format!("malformed: `{other}` is neither `text` nor `json`"),
+                );
+                LogFormat::Text
+            }
+        };
+        let app_secret = SecretString::from(app_secret);
+        let card_secret = match r.optional("ABORT_BOT_CARD_SECRET") {
+            Some(s) => SecretString::from(s),
+            None => derive_card_secret(&app_secret),
+        };
+        if !r.problems.is_empty() {
+            return Err(ConfigError {
+                problems: r.problems,
+            });
+        }
+        Ok(Settings {
+            lark: LarkSettings {
+                app_id,
+                app_secret,
+                verification_token: SecretString::from(verification_token),
+                encrypt_key: encrypt_key.map(SecretString::from),
+                base_url: lark_base,
+            },
+            project: ProjectSettings {
+                plugin_id,
+                plugin_secret: SecretString::from(plugin_secret),
+                base_url: project_base,
+                web_url,
+            },
+            default_project,
+            listen,
+            store,
+            dedup_retention,
+            mode,
+            card_secret,
+            batch_confirm,
+            log_format,
+        })
+    }
+}
+
+fn parse_store(raw: &str) -> Result<StoreUrl, String> {
+    if raw == "sqlite::memory:" || raw == "sqlite://:memory:" {
+        return Ok(StoreUrl::Memory);
+    }
+    if let Some(path) = raw.strip_prefix("sqlite://") {
+        if path.is_empty() {
+            return Err(
+                "malformed: `sqlite://` needs a file path, e.g. sqlite://abort-bot.db".into(),
+            );
+        }
+        return Ok(StoreUrl::Sqlite(PathBuf::from(path)));
+    }
+    if raw.starts_with("redis://") || raw.starts_with("rediss://") {
+        return Err(
+            "the Redis store is not available in this version; use sqlite://path (the default)"
+                .into(),
+        );
+    }
+    Err(format!(
+        "malformed: `{raw}` is neither sqlite://path nor redis://host:port"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full() -> Sources {
+        let mut s = Sources::default();
+        s.set("LARK_APP_ID", "cli_a")
+            .set("LARK_APP_SECRET", "app-secret-value")
+            .set("LARK_VERIFICATION_TOKEN", "vt")
+            .set("FEISHU_PROJECT_PLUGIN_ID", "MII_1")
+            .set("FEISHU_PROJECT_PLUGIN_SECRET", "plugin-secret-value");
+        s
+    }
+
+    #[test]
+    fn empty_environment_names_every_required_variable() {
+        let err = Settings::from_sources(&Sources::default()).err();
+        let names: Vec<_> = err
+            .map(|e| e.problems.iter().map(|p| p.variable).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            names,
+            [
+                "LARK_APP_ID",
+                "LARK_APP_SECRET",
+                "LARK_VERIFICATION_TOKEN",
+                "FEISHU_PROJECT_PLUGIN_ID",
+                "FEISHU_PROJECT_PLUGIN_SECRET"
+            ]
+        );
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let s = Settings::from_sources(&full()).expect("valid settings");
+        assert_eq!(s.lark.base_url.as_str(), "https://open.feishu.cn/");
+        assert_eq!(s.project.base_url.as_str(), "https://project.feishu.cn/");
+        assert_eq!(s.project.web_url.as_str(), "https://project.feishu.cn/");
+        assert_eq!(s.listen.port(), 3000);
+        assert_eq!(s.store, StoreUrl::Sqlite("abort-bot.db".into()));
+        assert_eq!(s.dedup_retention, Duration::from_secs(86_400));
+        assert_eq!(s.batch_confirm, 5);
+        assert!(s.lark.encrypt_key.is_none());
+    }
+
+    #[test]
+    fn meegle_api_host_links_to_meegle_web() {
+        let mut src = full();
+        src.set("FEISHU_PROJECT_BASE_URL", "https://project.larksuite.com");
+        let web = Settings::from_sources(&src).map(|s| s.project.web_url.to_string());
+        assert_eq!(web.ok().as_deref(), Some("https://meegle.com/"));
+    }
+
+    #[test]
+    fn malformed_values_are_all_reported_without_secrets() {
+        let mut src = full();
+        src.set("ABORT_BOT_LISTEN", "nope")
+            .set("ABORT_BOT_DEDUP_RETENTION", "forever")
+            .set("LARK_BASE_URL", "ftp:/x")
+            .set("ABORT_BOT_BATCH_CONFIRM", "0");
+        let err = Settings::from_sources(&src).err().map(|e| e.to_string());
+        let text = err.unwrap_or_default();
+        assert_eq!(text.lines().count(), 4, "{text}");
+        for name in [
+            "ABORT_BOT_LISTEN",
+            "ABORT_BOT_DEDUP_RETENTION",
+            "LARK_BASE_URL",
+            "ABORT_BOT_BATCH_CONFIRM",
+        ] {
+            assert!(text.contains(name), "{name} missing in {text}");
+        }
+        assert!(!text.contains("app-secret-value") && !text.contains("plugin-secret-value"));
+    }
+
+    #[test]
+    fn toml_file_is_read_and_environment_wins() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("bot.toml");
+        let written = std::fs::write(
+            &path,
+            "lark_app_id = \"cli_from_file\"\nlark_app_secret = \"s\"\nlark_verification_token = \"t\"\nfeishu_project_plugin_id = \"p\"\nfeishu_project_plugin_secret = \"q\"\nabort_bot_batch_confirm = 9\n",
+        );
+        written.expect("write config file");
+        let mut env = HashMap::new();
+        env.insert(
+            "ABORT_BOT_CONFIG".to_string(),
+            path.to_string_lossy().into_owned(),
+        );
+        env.insert("LARK_APP_ID".to_string(), "cli_from_env".to_string());
+        let s = Settings::from_sources(&Sources::from_env_map(&env));
+        let s = s.map(|s| (s.lark.app_id, s.batch_confirm));
+        assert_eq!(s.ok(), Some(("cli_from_env".to_string(), 9)));
+    }
+
+    #[test]
+    fn card_secret_is_derived_and_differs_from_the_app_secret() {
+        let s = Settings::from_sources(&full()).ok();
+        let secret = s.map(|s| s.card_secret.expose_secret().to_owned());
+        assert_eq!(secret.as_ref().map(String::len), Some(64));
+        assert_ne!(secret.as_deref(), Some("app-secret-value"));
+    }
+}

@@ -1,0 +1,386 @@
+//! HTTP client for the Lark Open Platform APIs the bot calls: tenant token, bot info, reply,
+//! send, PATCH of a card, delayed card update and the contact lookup.
+//!
+//! The tenant token is cached until 10 minutes before expiry, single flight, and dropped and
+//! refetched once on 99991663/99991664/99991661. Rate limits (HTTP 429, 99991400, 230020), 5xx
+//! and transport failures are retried with jittered backoff. Lark reports business errors with
+//! HTTP 400 and a JSON body, so the body is read on every status.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backon::Retryable;
+use moka::future::Cache;
+use reqwest::Method;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+use url::Url;
+
+use crate::clock::SharedClock;
+use crate::metrics::{Metrics, UpstreamCall};
+use crate::retry::RetryPolicy;
+use crate::token::TokenCache;
+
+const TOKEN_INVALID: &[i64] = &[99_991_661, 99_991_663, 99_991_664];
+const RETRYABLE: &[i64] = &[99_991_400, 230_020];
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LarkError {
+    #[error("Lark answered {code} ({msg}) with HTTP {status}")]
+    Api { code: i64, msg: String, status: u16 },
+    #[error("Lark could not be reached: {0}")]
+    Transport(&'static str),
+    #[error("Lark did not answer in time")]
+    Timeout,
+    #[error("Lark sent an unreadable answer (HTTP {status})")]
+    Malformed { status: u16 },
+}
+
+impl LarkError {
+    pub fn code(&self) -> Option<i64> {
+        match self {
+            LarkError::Api { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            LarkError::Api { code, status, .. } => {
+                RETRYABLE.contains(code) || *status == 429 || *status >= 500
+            }
+            LarkError::Transport(_) | LarkError::Timeout => true,
+            LarkError::Malformed { status } => *status == 429 || *status >= 500,
+        }
+    }
+
+    fn from_reqwest(e: &reqwest::Error) -> Self {
+        if e.is_timeout() {
+            LarkError::Timeout
+        } else if e.is_connect() {
+            LarkError::Transport("connection failed")
+        } else {
+            LarkError::Transport("request failed")
+        }
+    }
+}
+
+/// What the contact API tells about a user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Contact {
+    pub union_id: Option<String>,
+    pub email: Option<String>,
+}
+
+pub struct LarkClientConfig {
+    pub base_url: Url,
+    pub app_id: String,
+    pub app_secret: SecretString,
+    pub retry: RetryPolicy,
+    pub timeout: Duration,
+    pub clock: SharedClock,
+    pub metrics: Arc<Metrics>,
+}
+
+pub struct LarkClient {
+    http: reqwest::Client,
+    base: Url,
+    app_id: String,
+    app_secret: SecretString,
+    token: TokenCache,
+    retry: RetryPolicy,
+    metrics: Arc<Metrics>,
+    bot_open_id: OnceCell<String>,
+    contacts: Cache<String, Contact>,
+}
+
+struct Call {
+    method: Method,
+    endpoint: &'static str,
+    path: String,
+    body: Option<Value>,
+}
+
+impl LarkClient {
+    pub fn new(cfg: LarkClientConfig) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .connect_timeout(Duration::from_secs(3))
+            .user_agent(concat!("abort-bot/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            http,
+            base: cfg.base_url,
+            app_id: cfg.app_id,
+            app_secret: cfg.app_secret,
+            token: TokenCache::new(Duration::from_secs(600), cfg.clock),
+            retry: cfg.retry,
+            metrics: cfg.metrics,
+            bot_open_id: OnceCell::new(),
+            contacts: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(6 * 3600))
+                .build(),
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base.as_str().trim_end_matches('/'), path)
+    }
+
+    async fn send_raw(
+        &self,
+        method: Method,
+        endpoint: &'static str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<Value, LarkError> {
+        let mut req = self.http.request(method.clone(), self.url(path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let started = Instant::now();
+        let result = match req.send().await {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                resp.bytes()
+                    .await
+                    .map(|b| (status, b))
+                    .map_err(|e| LarkError::from_reqwest(&e))
+            }
+            Err(e) => Err(LarkError::from_reqwest(&e)),
+        };
+        self.metrics.upstream(
+            endpoint,
+            UpstreamCall {
+                service: "lark",
+                method: method_name(&method),
+                path: path.split('?').next().unwrap_or(path).to_owned(),
+                status: result.as_ref().map(|(s, _)| *s).unwrap_or(0),
+                latency: started.elapsed(),
+            },
+        );
+        let (status, bytes) = result?;
+        let answer: Value =
+            serde_json::from_slice(&bytes).map_err(|_| LarkError::Malformed { status })?;
+        let code = answer.get("code").and_then(Value::as_i64).unwrap_or(-1);
+        if code != 0 {
+            let msg = answer
+                .get("msg")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            return Err(LarkError::Api { code, msg, status });
+        }
+        Ok(answer)
+    }
+
+    /// The tenant_access_token, fetched when missing or about to expire.
+    pub async fn tenant_token(&self) -> Result<String, LarkError> {
+        self.token
+            .get(|| async {
+                let path = "/open-apis/auth/v3/tenant_access_token/internal";
+                let answer = self
+                    .send_raw(
+                        Method::POST,
+                        path,
+                        path,
+                        None,
+                        Some(&json!({
+                            "app_id": self.app_id,
+                            "app_secret": self.app_secret.expose_secret(),
+                        })),
+                    )
+                    .await?;
+                let token = answer
+                    .get("tenant_access_token")
+                    .and_then(Value::as_str)
+                    .filter(|t| !t.is_empty())
+                    .ok_or(LarkError::Malformed { status: 200 })?;
+                let expire = answer.get("expire").and_then(Value::as_u64).unwrap_or(7200);
+                Ok((token.to_owned(), Duration::from_secs(expire)))
+            })
+            .await
+    }
+
+    async fn call(&self, call: Call) -> Result<Value, LarkError> {
+        let attempt = || async {
+            let token = self.tenant_token().await?;
+            let send = |token: String| {
+                let call = &call;
+                async move {
+                    self.send_raw(
+                        call.method.clone(),
+                        call.endpoint,
+                        &call.path,
+                        Some(&token),
+                        call.body.as_ref(),
+                    )
+                    .await
+                }
+            };
+            match send(token.clone()).await {
+                Err(e) if e.code().is_some_and(|c| TOKEN_INVALID.contains(&c)) => {
+                    self.token.invalidate(&token).await;
+                    send(self.tenant_token().await?).await
+                }
+                other => other,
+            }
+        };
+        attempt
+            .retry(self.retry.backoff())
+            .when(LarkError::is_retryable)
+            .notify(|e, after| {
+                tracing::warn!(error = %e, retry_in = ?after, endpoint = call.endpoint, "retrying Lark call");
+            })
+            .await
+    }
+
+    /// The bot's own open_id (to see whether a group message mentions it); fetched once.
+    pub async fn bot_open_id(&self) -> Result<String, LarkError> {
+        self.bot_open_id
+            .get_or_try_init(|| async {
+                let answer = self
+                    .call(Call {
+                        method: Method::GET,
+                        endpoint: "/open-apis/bot/v3/info",
+                        path: "/open-apis/bot/v3/info".into(),
+                        body: None,
+                    })
+                    .await?;
+                answer
+                    .pointer("/bot/open_id")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .ok_or(LarkError::Malformed { status: 200 })
+            })
+            .await
+            .cloned()
+    }
+
+    /// Replies to a message with a card; `uuid` makes Lark drop a repeat within an hour.
+    pub async fn reply_card(
+        &self,
+        message_id: &str,
+        card: &Value,
+        in_thread: bool,
+        uuid: &str,
+    ) -> Result<String, LarkError> {
+        let answer = self
+            .call(Call {
+                method: Method::POST,
+                endpoint: "/open-apis/im/v1/messages/:message_id/reply",
+                path: format!("/open-apis/im/v1/messages/{message_id}/reply"),
+                body: Some(json!({
+                    "msg_type": "interactive",
+                    "content": card.to_string(),
+                    "reply_in_thread": in_thread,
+                    "uuid": uuid,
+                })),
+            })
+            .await?;
+        Ok(sent_message_id(&answer))
+    }
+
+    /// Sends a card to a chat (`receive_id_type` = chat_id, open_id, …).
+    pub async fn send_card(
+        &self,
+        receive_id_type: &str,
+        receive_id: &str,
+        card: &Value,
+        uuid: &str,
+    ) -> Result<String, LarkError> {
+        let answer = self
+            .call(Call {
+                method: Method::POST,
+                endpoint: "/open-apis/im/v1/messages",
+                path: format!("/open-apis/im/v1/messages?receive_id_type={receive_id_type}"),
+                body: Some(json!({
+                    "receive_id": receive_id,
+                    "msg_type": "interactive",
+                    "content": card.to_string(),
+                    "uuid": uuid,
+                })),
+            })
+            .await?;
+        Ok(sent_message_id(&answer))
+    }
+
+    /// Replaces the card of a message the bot sent.
+    pub async fn patch_card(&self, message_id: &str, card: &Value) -> Result<(), LarkError> {
+        self.call(Call {
+            method: Method::PATCH,
+            endpoint: "/open-apis/im/v1/messages/:message_id",
+            path: format!("/open-apis/im/v1/messages/{message_id}"),
+            body: Some(json!({ "content": card.to_string() })),
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Delayed update with a callback's card token (valid 30 min, at most 2 uses).
+    pub async fn delayed_update(&self, card_token: &str, card: &Value) -> Result<(), LarkError> {
+        self.call(Call {
+            method: Method::POST,
+            endpoint: "/open-apis/interactive/v1/card/update",
+            path: "/open-apis/interactive/v1/card/update".into(),
+            body: Some(json!({ "token": card_token, "card": card })),
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// union_id and enterprise email of a user by open_id (cached).
+    pub async fn contact(&self, open_id: &str) -> Result<Contact, LarkError> {
+        if let Some(c) = self.contacts.get(open_id).await {
+            return Ok(c);
+        }
+        let answer = self
+            .call(Call {
+                method: Method::GET,
+                endpoint: "/open-apis/contact/v3/users/:open_id",
+                path: format!("/open-apis/contact/v3/users/{open_id}?user_id_type=open_id"),
+                body: None,
+            })
+            .await?;
+        let get = |p: &str| {
+            answer
+                .pointer(p)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        let contact = Contact {
+            union_id: get("/data/user/union_id"),
+            email: get("/data/user/enterprise_email").or_else(|| get("/data/user/email")),
+        };
+        self.contacts
+            .insert(open_id.to_owned(), contact.clone())
+            .await;
+        Ok(contact)
+    }
+}
+
+fn sent_message_id(answer: &Value) -> String {
+    answer
+        .pointer("/data/message_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn method_name(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        _ => "POST",
+    }
+}

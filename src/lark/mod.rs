@@ -1,0 +1,8 @@
+//! The Lark / Feishu Open Platform side: what arrives (verified and decrypted by [`verify`],
+//! typed by [`envelope`] and [`message`]) and what the bot sends back ([`client`]).
+
+pub mod client;
+pub mod crypto;
+pub mod envelope;
+pub mod message;
+pub mod verify;

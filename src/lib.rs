@@ -1,0 +1,33 @@
+//! abort-bot: abort and restore Feishu Project work items from a Lark chat.
+//!
+//! The pipeline, one module per concept:
+//! - [`lark`]: everything spoken with the Lark Open Platform: verifying and decrypting what it
+//!   sends ([`lark::verify`]), the envelopes and messages ([`lark::envelope`], [`lark::message`]),
+//!   and the API client used to answer ([`lark::client`]).
+//! - [`routes`]: the HTTP edge; it only verifies, stores durably and acknowledges.
+//! - [`store`]: the durable inbox, dedup keys, chat bindings and the record of sent PUTs.
+//! - [`worker`]: takes stored events from the inbox and runs them, after the ack.
+//! - [`command`]: chat text → [`command::Command`]; [`domain`] holds the validated vocabulary.
+//! - [`service`]: the one place that decides what an abort/restore does, free of HTTP.
+//! - [`project`]: the Feishu Project OpenAPI client (plugin token, lookups, the abort PUT).
+//! - [`cards`]: renders the JSON templates in `cards/` into Card JSON 2.0.
+//! - [`app`]: wiring, start-up and graceful shutdown.
+
+pub mod app;
+pub mod cards;
+pub mod chat;
+pub mod clock;
+pub mod command;
+pub mod config;
+pub mod domain;
+pub mod lark;
+pub mod metrics;
+pub mod project;
+pub mod retry;
+pub mod routes;
+pub mod service;
+pub mod store;
+pub mod telemetry;
+pub mod token;
+pub mod views;
+pub mod worker;

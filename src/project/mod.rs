@@ -1,0 +1,8 @@
+//! The Feishu Project (飞书项目 / Meegle) OpenAPI client: plugin token, user and space lookups,
+//! finding a work item by its bare id, and the abort/restore PUT.
+
+pub mod client;
+pub mod model;
+
+pub use client::{ProjectClient, ProjectError};
+pub use model::{Space, WorkItem, WorkItemType};

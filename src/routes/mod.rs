@@ -1,0 +1,42 @@
+//! The HTTP edge. Handlers verify, store durably and acknowledge; the work happens later in
+//! the [`crate::worker`]. Nothing that fails verification reaches the store.
+
+mod events;
+mod health;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tokio::sync::mpsc;
+
+use crate::clock::SharedClock;
+use crate::lark::verify::Verifier;
+use crate::metrics::Metrics;
+use crate::store::{InboxItem, Store};
+
+/// Lark bodies are small; anything larger is refused with 413 before it is read.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub verifier: Arc<Verifier>,
+    pub store: Store,
+    pub queue: mpsc::UnboundedSender<InboxItem>,
+    pub metrics: Arc<Metrics>,
+    pub clock: SharedClock,
+}
+
+/// The bot's routes, as the contract names them.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/lark/events", post(events::events))
+        .route("/lark/cards", post(events::cards))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}

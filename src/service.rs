@@ -1,0 +1,447 @@
+//! The command core: the one place that decides what an abort or restore does, whoever asked
+//! (a chat message or, later, a card click). Free of HTTP: it speaks to the Feishu Project and
+//! Lark clients and the store, and returns typed outcomes that the views turn into cards.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use url::Url;
+use uuid::Uuid;
+
+use crate::clock::SharedClock;
+use crate::domain::{Action, ReasonOption, WorkItemRef};
+use crate::lark::client::LarkClient;
+use crate::lark::message::UserIds;
+use crate::metrics::Metrics;
+use crate::project::{ProjectClient, ProjectError, Space, WorkItem};
+use crate::store::Store;
+
+/// Namespace of the bot's derived ids (X-IDEM-UUID, Lark `uuid`).
+const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6a3f_1c2e_9b7d_4e5f_8a1b_2c3d_4e5f_6a7b);
+
+/// What became of one work item. Each has a card that says what happened and what to do next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", content = "detail", rename_all = "snake_case")]
+pub enum Outcome {
+    Done,
+    AlreadyAborted,
+    AlreadyRestored,
+    NotFound,
+    StateFlow,
+    Intercepted,
+    ReasonMissing,
+    NoPermission,
+    UnknownSpace,
+    /// No space: the chat is not bound and the ref names none.
+    NoSpace,
+    NotAUser,
+    /// Rate limited, overloaded or down, after retries.
+    Busy(String),
+    /// An error the bot has no better words for.
+    Unexpected(String),
+}
+
+/// Which lookup an error came from; 10301 means different things on a space and on an item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    User,
+    Space,
+    Item,
+}
+
+impl Outcome {
+    /// The key of its words in `cards/messages.json`.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Outcome::Done => "done",
+            Outcome::AlreadyAborted => "already_aborted",
+            Outcome::AlreadyRestored => "already_restored",
+            Outcome::NotFound => "not_found",
+            Outcome::StateFlow => "state_flow",
+            Outcome::Intercepted => "intercepted",
+            Outcome::ReasonMissing => "reason_missing",
+            Outcome::NoPermission => "no_permission",
+            Outcome::UnknownSpace => "unknown_space",
+            Outcome::NoSpace => "no_space",
+            Outcome::NotAUser => "not_a_user",
+            Outcome::Busy(_) => "busy",
+            Outcome::Unexpected(_) => "unexpected",
+        }
+    }
+
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Outcome::Busy(d) | Outcome::Unexpected(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// Whether sending the same command again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Outcome::Busy(_))
+    }
+
+    fn from_error(e: &ProjectError, stage: Stage) -> Outcome {
+        if e.is_retryable() {
+            return Outcome::Busy(short_error(e));
+        }
+        match e.code() {
+            Some(20007) => Outcome::AlreadyAborted,
+            Some(20008) => Outcome::AlreadyRestored,
+            Some(30005 | 20014) => Outcome::NotFound,
+            Some(20056) => Outcome::StateFlow,
+            Some(20090) => Outcome::Intercepted,
+            Some(20009) => Outcome::ReasonMissing,
+            Some(10301 | 30006) if stage == Stage::Space => Outcome::UnknownSpace,
+            Some(1_000_052_062) => Outcome::UnknownSpace,
+            Some(10001 | 10404 | 10301) => Outcome::NoPermission,
+            Some(30006 | 10302 | 20039 | 20042 | 10023) => Outcome::NotAUser,
+            _ => Outcome::Unexpected(short_error(e)),
+        }
+    }
+}
+
+fn short_error(e: &ProjectError) -> String {
+    match e {
+        ProjectError::Api { code, msg, .. } if msg.is_empty() => format!("error {code}"),
+        ProjectError::Api { code, msg, .. } => format!("{code} {msg}"),
+        ProjectError::Timeout => "timeout".into(),
+        ProjectError::Transport(what) => what.clone(),
+        ProjectError::Malformed { status } => format!("HTTP {status}"),
+    }
+}
+
+/// One abort/restore request, from whatever channel.
+#[derive(Debug, Clone)]
+pub struct ActRequest {
+    pub action: Action,
+    pub option: ReasonOption,
+    pub reason: String,
+    pub refs: Vec<WorkItemRef>,
+    /// The chat it came from, for the space binding.
+    pub chat_id: Option<String>,
+    /// What makes the request unique (the message_id, or a click's event_id): the PUT's
+    /// X-IDEM-UUID is derived from it, so a redelivery can never act twice.
+    pub origin: String,
+    /// The acting person: the sender of the message, or the clicker.
+    pub actor: UserIds,
+}
+
+/// What happened to one ref.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ItemReport {
+    pub item_ref: WorkItemRef,
+    /// The space key that was used (or tried).
+    pub space_key: Option<String>,
+    pub space: Option<Space>,
+    pub item: Option<WorkItem>,
+    pub outcome: Outcome,
+}
+
+/// What happened to a whole request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActReport {
+    pub action: Action,
+    pub option: ReasonOption,
+    pub reason: String,
+    pub actor_open_id: Option<String>,
+    pub items: Vec<ItemReport>,
+}
+
+/// The result of `/bind`.
+pub type BindResult = Result<Space, Outcome>;
+
+pub struct Service {
+    pub project: Arc<ProjectClient>,
+    pub lark: Arc<LarkClient>,
+    pub store: Store,
+    pub default_project: Option<String>,
+    pub web_url: Url,
+    pub clock: SharedClock,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The PUT's `X-IDEM-UUID`: the same request on the same item always gives the same value.
+pub fn idem_uuid(origin: &str, project_key: &str, id: u64, action: Action) -> String {
+    Uuid::new_v5(
+        &ID_NAMESPACE,
+        format!("put|{origin}|{project_key}|{id}|{}", action.key()).as_bytes(),
+    )
+    .to_string()
+}
+
+/// The Lark `uuid` of the reply to a message (Lark drops a repeat within an hour).
+pub fn reply_uuid(message_id: &str) -> String {
+    Uuid::new_v5(&ID_NAMESPACE, format!("reply|{message_id}").as_bytes()).to_string()
+}
+
+impl Service {
+    /// The acting person's Feishu Project user_key: by union_id, then by enterprise email.
+    pub async fn user_key(&self, actor: &UserIds) -> Result<String, Outcome> {
+        let mut union_id = actor.union_id.clone();
+        if union_id.is_none()
+            && let Some(open_id) = &actor.open_id
+        {
+            union_id = self
+                .lark
+                .contact(open_id)
+                .await
+                .ok()
+                .and_then(|c| c.union_id);
+        }
+        if let Some(union_id) = &union_id {
+            match self.project.user_key_by_union_id(union_id).await {
+                Ok(Some(k)) => return Ok(k),
+                Ok(None) => {}
+                Err(e) => return Err(Outcome::from_error(&e, Stage::User)),
+            }
+        }
+        let Some(open_id) = &actor.open_id else {
+            return Err(Outcome::NotAUser);
+        };
+        let email = match self.lark.contact(open_id).await {
+            Ok(c) => c.email,
+            Err(e) => {
+                tracing::warn!(error = %e, "contact lookup for the email fallback failed");
+                None
+            }
+        };
+        if let Some(email) = email {
+            match self.project.user_key_by_email(&email).await {
+                Ok(Some(k)) => return Ok(k),
+                Ok(None) => {}
+                Err(e) => return Err(Outcome::from_error(&e, Stage::User)),
+            }
+        }
+        Err(Outcome::NotAUser)
+    }
+
+    /// The space a ref refers to: its own, the chat's binding, or the default.
+    async fn space_key(&self, r: &WorkItemRef, bound: Option<&str>) -> Option<String> {
+        r.space
+            .clone()
+            .or_else(|| bound.map(str::to_owned))
+            .or_else(|| self.default_project.clone())
+    }
+
+    async fn binding(&self, chat_id: Option<&str>) -> Option<String> {
+        let chat_id = chat_id?;
+        match self.store.binding(chat_id.to_owned()).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the chat binding failed");
+                None
+            }
+        }
+    }
+
+    /// Runs an abort or restore on every ref, as the actor.
+    pub async fn act(&self, req: &ActRequest) -> ActReport {
+        let mut report = ActReport {
+            action: req.action,
+            option: req.option,
+            reason: req.reason.clone(),
+            actor_open_id: req.actor.open_id.clone(),
+            items: Vec::with_capacity(req.refs.len()),
+        };
+        let user_key = self.user_key(&req.actor).await;
+        let bound = self.binding(req.chat_id.as_deref()).await;
+        for r in &req.refs {
+            let item = match &user_key {
+                Ok(user_key) => self.act_one(req, r, bound.as_deref(), user_key).await,
+                Err(outcome) => ItemReport {
+                    item_ref: r.clone(),
+                    space_key: None,
+                    space: None,
+                    item: None,
+                    outcome: outcome.clone(),
+                },
+            };
+            self.metrics.outcome(req.action.key(), item.outcome.key());
+            report.items.push(item);
+        }
+        report
+    }
+
+    async fn act_one(
+        &self,
+        req: &ActRequest,
+        r: &WorkItemRef,
+        bound: Option<&str>,
+        user_key: &str,
+    ) -> ItemReport {
+        let mut report = ItemReport {
+            item_ref: r.clone(),
+            space_key: None,
+            space: None,
+            item: None,
+            outcome: Outcome::Done,
+        };
+        let Some(space_key) = self.space_key(r, bound).await else {
+            report.outcome = Outcome::NoSpace;
+            return report;
+        };
+        report.space_key = Some(space_key.clone());
+        let space = match self.project.space(&space_key, user_key).await {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                report.outcome = Outcome::UnknownSpace;
+                return report;
+            }
+            Err(e) => {
+                report.outcome = Outcome::from_error(&e, Stage::Space);
+                return report;
+            }
+        };
+        report.space = Some(space.clone());
+        let item = match self
+            .project
+            .find_item(&space, r.type_key.as_deref(), r.id, user_key)
+            .await
+        {
+            Ok(Some(item)) => item,
+            Ok(None) => {
+                report.outcome = Outcome::NotFound;
+                return report;
+            }
+            Err(e) => {
+                report.outcome = Outcome::from_error(&e, Stage::Item);
+                return report;
+            }
+        };
+        report.item = Some(item.clone());
+        if req.option.needs_reason() && req.reason.trim().is_empty() {
+            report.outcome = Outcome::ReasonMissing;
+            return report;
+        }
+        let idem = idem_uuid(&req.origin, &space.project_key, item.id, req.action);
+        // Recorded before sending: after a crash, the retry knows its first PUT may have landed.
+        let first_try = match self
+            .store
+            .record_put(idem.clone(), self.clock.now_secs())
+            .await
+        {
+            Ok(first) => first,
+            Err(e) => {
+                tracing::error!(error = %e, "recording the PUT failed; not sending it");
+                report.outcome = Outcome::Busy("store unavailable".into());
+                return report;
+            }
+        };
+        let result = self
+            .project
+            .abort(
+                &item,
+                req.action,
+                req.option,
+                req.reason.trim(),
+                user_key,
+                &idem,
+            )
+            .await;
+        report.outcome = match result {
+            Ok(()) => Outcome::Done,
+            Err(e) => match (Outcome::from_error(&e, Stage::Item), req.action) {
+                // Our own earlier PUT landed before a crash or a lost answer.
+                (Outcome::AlreadyAborted, Action::Abort)
+                | (Outcome::AlreadyRestored, Action::Restore)
+                    if !first_try =>
+                {
+                    Outcome::Done
+                }
+                (outcome, _) => outcome,
+            },
+        };
+        if report.outcome == Outcome::Done {
+            self.project
+                .remember_aborted(&item, req.action == Action::Abort)
+                .await;
+        }
+        report
+    }
+
+    /// `/bind`: checks the space exists for this user, then stores it for the chat.
+    pub async fn bind(&self, chat_id: &str, space_key: &str, actor: &UserIds) -> BindResult {
+        let user_key = self.user_key(actor).await?;
+        let space = match self.project.space(space_key, &user_key).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return Err(Outcome::UnknownSpace),
+            Err(e) => return Err(Outcome::from_error(&e, Stage::Space)),
+        };
+        let by = actor.open_id.clone().unwrap_or_default();
+        if let Err(e) = self
+            .store
+            .bind(
+                chat_id.to_owned(),
+                space.project_key.clone(),
+                by,
+                self.clock.now_secs(),
+            )
+            .await
+        {
+            tracing::error!(error = %e, "storing the binding failed");
+            return Err(Outcome::Busy("store unavailable".into()));
+        }
+        Ok(space)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_ids_are_stable_and_distinct() {
+        let a = idem_uuid("om_1", "p", 1, Action::Abort);
+        assert_eq!(a, idem_uuid("om_1", "p", 1, Action::Abort));
+        assert_ne!(a, idem_uuid("om_1", "p", 1, Action::Restore));
+        assert_ne!(a, idem_uuid("om_1", "p", 2, Action::Abort));
+        assert_ne!(a, idem_uuid("om_2", "p", 1, Action::Abort));
+        assert!(reply_uuid("om_1").len() <= 50);
+    }
+
+    #[test]
+    fn error_codes_map_to_outcomes() {
+        let api = |code| ProjectError::Api {
+            code,
+            msg: String::new(),
+            status: 400,
+        };
+        let cases = [
+            (20007, Outcome::AlreadyAborted),
+            (20008, Outcome::AlreadyRestored),
+            (30005, Outcome::NotFound),
+            (20014, Outcome::NotFound),
+            (20056, Outcome::StateFlow),
+            (20090, Outcome::Intercepted),
+            (20009, Outcome::ReasonMissing),
+            (10001, Outcome::NoPermission),
+            (10404, Outcome::NoPermission),
+            (10301, Outcome::NoPermission),
+            (30006, Outcome::NotAUser),
+        ];
+        for (code, outcome) in cases {
+            assert_eq!(
+                Outcome::from_error(&api(code), Stage::Item),
+                outcome,
+                "{code}"
+            );
+        }
+        assert_eq!(
+            Outcome::from_error(&api(10301), Stage::Space),
+            Outcome::UnknownSpace
+        );
+        assert!(matches!(
+            Outcome::from_error(&api(10429), Stage::Item),
+            Outcome::Busy(_)
+        ));
+        assert!(matches!(
+            Outcome::from_error(&ProjectError::Timeout, Stage::Item),
+            Outcome::Busy(_)
+        ));
+        assert!(matches!(
+            Outcome::from_error(&api(12345), Stage::Item),
+            Outcome::Unexpected(_)
+        ));
+    }
+}

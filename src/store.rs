@@ -1,0 +1,329 @@
+//! The durable store: the inbox of accepted events, dedup keys, chat bindings and the record
+//! of sent PUTs, in SQLite.
+//!
+//! One writer thread owns the connection. Requests queue up while a commit is under way and
+//! are then applied together in one transaction (group commit), each in its own savepoint so
+//! one failing request cannot undo another's. A caller hears back only after the commit: an
+//! acknowledged event is on disk (WAL, `synchronous = FULL`).
+
+use std::path::Path;
+use std::sync::mpsc as std_mpsc;
+use std::thread;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::oneshot;
+
+/// How many queued requests one transaction takes at most.
+const MAX_BATCH: usize = 512;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("store error: {0}")]
+    Sqlite(String),
+    #[error("the store has shut down")]
+    Closed,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sqlite(e.to_string())
+    }
+}
+
+/// What happened to an event offered to the inbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    /// Stored; the worker will run it.
+    New(i64),
+    /// This event_id was seen before.
+    DuplicateEvent,
+    /// A different event_id carried a message already stored (one message = one command).
+    DuplicateMessage,
+}
+
+/// A stored event waiting to be run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxItem {
+    pub id: i64,
+    pub kind: String,
+    pub payload: String,
+    pub attempts: i64,
+}
+
+/// How a stored event ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    Done,
+    Failed,
+}
+
+type Done = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Done) + Send>;
+
+/// Handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    jobs: std_mpsc::Sender<Job>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS seen_events (
+    event_id TEXT PRIMARY KEY,
+    seen_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS inbox (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    dedup_key   TEXT NOT NULL UNIQUE,
+    kind        TEXT NOT NULL,
+    payload     TEXT NOT NULL,
+    status      TEXT NOT NULL DEFAULT 'pending',
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    received_at INTEGER NOT NULL,
+    finished_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS inbox_pending ON inbox (status, id);
+CREATE TABLE IF NOT EXISTS bindings (
+    chat_id  TEXT PRIMARY KEY,
+    space    TEXT NOT NULL,
+    bound_by TEXT NOT NULL,
+    bound_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sent_puts (
+    idem_uuid TEXT PRIMARY KEY,
+    sent_at   INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+impl Store {
+    /// Opens (or creates) the database file.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        Self::start(conn)
+    }
+
+    /// A store that lives in memory only (the sandbox).
+    pub fn in_memory() -> Result<Store, StoreError> {
+        Self::start(Connection::open_in_memory()?)
+    }
+
+    fn start(conn: Connection) -> Result<Store, StoreError> {
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        let (jobs, rx) = std_mpsc::channel::<Job>();
+        thread::Builder::new()
+            .name("abort-bot-store".into())
+            .spawn(move || writer(conn, rx))
+            .map_err(|e| StoreError::Sqlite(format!("cannot start the store thread: {e}")))?;
+        Ok(Store { jobs })
+    }
+
+    /// Runs `f` in the writer's next transaction and answers after the commit.
+    async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = f(conn).map_err(StoreError::from);
+            let ok = result.is_ok();
+            let done: Done = Box::new(move |committed: Result<(), StoreError>| {
+                let _ = tx.send(committed.and(result));
+            });
+            (ok, done)
+        });
+        self.jobs.send(job).map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Stores a message event unless its event_id or its message was seen before.
+    pub async fn accept_message(
+        &self,
+        event_id: String,
+        message_id: String,
+        payload: String,
+        now: i64,
+    ) -> Result<Accepted, StoreError> {
+        self.run(move |c| {
+            if !insert_seen(c, &event_id, now)? {
+                return Ok(Accepted::DuplicateEvent);
+            }
+            let inserted = c.execute(
+                "INSERT OR IGNORE INTO inbox (dedup_key, kind, payload, received_at)
+                 VALUES (?1, 'message', ?2, ?3)",
+                params![format!("message:{message_id}"), payload, now],
+            )?;
+            if inserted == 0 {
+                return Ok(Accepted::DuplicateMessage);
+            }
+            Ok(Accepted::New(c.last_insert_rowid()))
+        })
+        .await
+    }
+
+    /// Marks an event_id seen; false if it was already.
+    pub async fn mark_seen(&self, event_id: String, now: i64) -> Result<bool, StoreError> {
+        self.run(move |c| insert_seen(c, &event_id, now)).await
+    }
+
+    /// Everything not yet finished, oldest first (on start-up: what a crash left behind).
+    pub async fn pending(&self, limit: usize) -> Result<Vec<InboxItem>, StoreError> {
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, kind, payload, attempts FROM inbox
+                 WHERE status = 'pending' ORDER BY id LIMIT ?1",
+            )?;
+            let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                Ok(InboxItem {
+                    id: r.get(0)?,
+                    kind: r.get(1)?,
+                    payload: r.get(2)?,
+                    attempts: r.get(3)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Counts one more attempt at an inbox item.
+    pub async fn note_attempt(&self, id: i64) -> Result<(), StoreError> {
+        self.run(move |c| {
+            c.execute(
+                "UPDATE inbox SET attempts = attempts + 1 WHERE id = ?1",
+                [id],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    pub async fn finish(&self, id: i64, how: Finish, now: i64) -> Result<(), StoreError> {
+        let status = match how {
+            Finish::Done => "done",
+            Finish::Failed => "failed",
+        };
+        self.run(move |c| {
+            c.execute(
+                "UPDATE inbox SET status = ?2, finished_at = ?3 WHERE id = ?1",
+                params![id, status, now],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    /// Records that a PUT with this idempotency key is about to be sent.
+    /// False means it was sent before (a retry after a crash, or a redelivery).
+    pub async fn record_put(&self, idem_uuid: String, now: i64) -> Result<bool, StoreError> {
+        self.run(move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO sent_puts (idem_uuid, sent_at) VALUES (?1, ?2)",
+                params![idem_uuid, now],
+            )
+            .map(|n| n == 1)
+        })
+        .await
+    }
+
+    pub async fn binding(&self, chat_id: String) -> Result<Option<String>, StoreError> {
+        self.run(move |c| {
+            c.query_row(
+                "SELECT space FROM bindings WHERE chat_id = ?1",
+                [chat_id],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+        .await
+    }
+
+    pub async fn bind(
+        &self,
+        chat_id: String,
+        space: String,
+        bound_by: String,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO bindings (chat_id, space, bound_by, bound_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (chat_id) DO UPDATE SET space = ?2, bound_by = ?3, bound_at = ?4",
+                params![chat_id, space, bound_by, now],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    /// Forgets dedup keys and finished events older than `before` (Unix seconds).
+    pub async fn purge(&self, before: i64) -> Result<usize, StoreError> {
+        self.run(move |c| {
+            let a = c.execute("DELETE FROM seen_events WHERE seen_at < ?1", [before])?;
+            let b = c.execute(
+                "DELETE FROM inbox WHERE status != 'pending' AND finished_at < ?1",
+                [before],
+            )?;
+            let d = c.execute("DELETE FROM sent_puts WHERE sent_at < ?1", [before])?;
+            Ok(a + b + d)
+        })
+        .await
+    }
+
+    /// Whether the store answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await
+    }
+}
+
+fn insert_seen(c: &Connection, event_id: &str, now: i64) -> rusqlite::Result<bool> {
+    c.prepare_cached("INSERT OR IGNORE INTO seen_events (event_id, seen_at) VALUES (?1, ?2)")?
+        .execute(params![event_id, now])
+        .map(|n| n == 1)
+}
+
+/// The writer loop: take what is queued, apply it in one transaction, commit, answer.
+/// A job that cannot run is dropped, which its caller hears as [`StoreError::Closed`].
+fn writer(mut conn: Connection, rx: std_mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let Ok(tx) = conn.transaction() else {
+            tracing::error!(
+                "store: cannot begin a transaction; refusing {} requests",
+                batch.len()
+            );
+            continue;
+        };
+        let mut dones = Vec::with_capacity(batch.len());
+        for job in batch {
+            if tx.execute_batch("SAVEPOINT job").is_err() {
+                continue;
+            }
+            let (ok, done) = job(&tx);
+            // A failed job's own writes are undone; the others' stay.
+            let end = if ok {
+                "RELEASE job"
+            } else {
+                "ROLLBACK TO job; RELEASE job"
+            };
+            if tx.execute_batch(end).is_ok() {
+                dones.push(done);
+            }
+        }
+        let committed = tx.commit().map_err(StoreError::from);
+        if let Err(e) = &committed {
+            tracing::error!(error = %e, "store: commit failed");
+        }
+        for done in dones {
+            done(committed.clone());
+        }
+    }
+}
