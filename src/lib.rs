@@ -20,6 +20,7 @@ pub mod clock;
 pub mod command;
 pub mod config;
 pub mod domain;
+pub mod emulator;
 pub mod lark;
 pub mod metrics;
 pub mod project;

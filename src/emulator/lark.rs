@@ -1,0 +1,430 @@
+//! An emulated Lark Open Platform: tenant token, bot info, reply/send/PATCH of cards, delayed
+//! card update and the contact API. It checks tokens and bodies like the real one, keeps the
+//! messages the bot sent (and their updates), and drops a repeated `uuid` as Lark does.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use super::Recorded;
+
+/// A Lark user known to the emulator (the contact API).
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    pub open_id: String,
+    pub union_id: String,
+    pub email: String,
+    pub name: String,
+}
+
+/// A card message the bot sent.
+#[derive(Debug, Clone, Serialize)]
+pub struct Message {
+    pub message_id: String,
+    /// The message it answers (reply), if any.
+    pub reply_to: Option<String>,
+    /// The chat it was sent to (send), if any.
+    pub chat_id: Option<String>,
+    pub in_thread: bool,
+    pub card: Value,
+    /// How many times it was updated (PATCH or delayed update).
+    pub updates: u32,
+}
+
+/// What the emulator tells watchers (the sandbox page) as it happens.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Activity {
+    Sent { message: Message },
+    Updated { message: Message },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Endpoint {
+    Token,
+    BotInfo,
+    Reply,
+    Send,
+    Patch,
+    CardUpdate,
+    Contact,
+}
+
+#[derive(Debug)]
+pub struct LarkState {
+    pub app_id: String,
+    pub app_secret: String,
+    pub bot_open_id: String,
+    pub token_lifetime: u64,
+    tokens: Vec<String>,
+    pub users: Vec<User>,
+    pub messages: BTreeMap<String, Message>,
+    uuids: HashMap<String, String>,
+    /// Uses of each delayed-update token.
+    card_token_uses: HashMap<String, u32>,
+    /// Card update token → the message it updates (set by whoever issues a click).
+    pub card_tokens: HashMap<String, String>,
+    pub faults: VecDeque<(Endpoint, u16, i64)>,
+    pub requests: Vec<Recorded>,
+    next_id: u64,
+}
+
+#[derive(Clone)]
+pub struct LarkEmulator {
+    state: Arc<Mutex<LarkState>>,
+    activity: broadcast::Sender<Activity>,
+}
+
+/// The delayed-update API takes a token at most this many times.
+const CARD_TOKEN_USES: u32 = 2;
+
+impl LarkEmulator {
+    pub fn new(app_id: &str, app_secret: &str, bot_open_id: &str) -> Self {
+        let (activity, _) = broadcast::channel(256);
+        Self {
+            state: Arc::new(Mutex::new(LarkState {
+                app_id: app_id.to_owned(),
+                app_secret: app_secret.to_owned(),
+                bot_open_id: bot_open_id.to_owned(),
+                token_lifetime: 7200,
+                tokens: Vec::new(),
+                users: Vec::new(),
+                messages: BTreeMap::new(),
+                uuids: HashMap::new(),
+                card_token_uses: HashMap::new(),
+                card_tokens: HashMap::new(),
+                faults: VecDeque::new(),
+                requests: Vec::new(),
+                next_id: 1,
+            })),
+            activity,
+        }
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, LarkState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Activity> {
+        self.activity.subscribe()
+    }
+
+    pub fn router(&self) -> Router {
+        Router::new().fallback(handle).with_state(self.clone())
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state().requests.clone()
+    }
+
+    pub fn requests_to(&self, method: &str, path_prefix: &str) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == method && r.path.starts_with(path_prefix))
+            .collect()
+    }
+
+    pub fn clear_requests(&self) {
+        self.state().requests.clear();
+    }
+
+    pub fn expire_tokens(&self) {
+        self.state().tokens.clear();
+    }
+
+    pub fn push_fault(&self, endpoint: Endpoint, status: u16, code: i64) {
+        self.state().faults.push_back((endpoint, status, code));
+    }
+
+    /// The replies sent to a message.
+    pub fn replies_to(&self, message_id: &str) -> Vec<Message> {
+        self.state()
+            .messages
+            .values()
+            .filter(|m| m.reply_to.as_deref() == Some(message_id))
+            .cloned()
+            .collect()
+    }
+
+    pub fn message(&self, message_id: &str) -> Option<Message> {
+        self.state().messages.get(message_id).cloned()
+    }
+
+    pub fn add_user(&self, user: User) {
+        self.state().users.push(user);
+    }
+}
+
+fn answer(status: u16, code: i64, msg: &str, extra: Value) -> Response {
+    let mut body = json!({ "code": code, "msg": msg });
+    if let (Some(b), Value::Object(extra)) = (body.as_object_mut(), extra) {
+        b.extend(extra);
+    }
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+fn endpoint_of(method: &Method, segments: &[&str]) -> Option<Endpoint> {
+    match (method.as_str(), segments) {
+        ("POST", ["open-apis", "auth", "v3", "tenant_access_token", "internal"]) => {
+            Some(Endpoint::Token)
+        }
+        ("GET", ["open-apis", "bot", "v3", "info"]) => Some(Endpoint::BotInfo),
+        ("POST", ["open-apis", "im", "v1", "messages", _, "reply"]) => Some(Endpoint::Reply),
+        ("POST", ["open-apis", "im", "v1", "messages"]) => Some(Endpoint::Send),
+        ("PATCH", ["open-apis", "im", "v1", "messages", _]) => Some(Endpoint::Patch),
+        ("POST", ["open-apis", "interactive", "v1", "card", "update"]) => {
+            Some(Endpoint::CardUpdate)
+        }
+        ("GET", ["open-apis", "contact", "v3", "users", _]) => Some(Endpoint::Contact),
+        _ => None,
+    }
+}
+
+/// A card body is a JSON string holding a Card JSON 2.0 object.
+fn parse_card_content(body: &Value) -> Option<Value> {
+    let content = body.get("content")?.as_str()?;
+    let card: Value = serde_json::from_str(content).ok()?;
+    (card.get("schema").and_then(Value::as_str) == Some("2.0")).then_some(card)
+}
+
+async fn handle(
+    State(emu): State<LarkEmulator>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    let query = uri.query().unwrap_or_default().to_owned();
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let endpoint = endpoint_of(&method, &segments);
+    let json_body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let (response, activity) = {
+        let mut s = emu.state();
+        s.requests.push(Recorded::new(
+            method.as_str(),
+            uri.to_string(),
+            &headers,
+            &body,
+        ));
+        emu_answer(&mut s, endpoint, &segments, &query, &headers, &json_body)
+    };
+    if let Some(a) = activity {
+        let _ = emu.activity.send(a);
+    }
+    response
+}
+
+fn emu_answer(
+    s: &mut LarkState,
+    endpoint: Option<Endpoint>,
+    segments: &[&str],
+    query: &str,
+    headers: &HeaderMap,
+    body: &Value,
+) -> (Response, Option<Activity>) {
+    let Some(endpoint) = endpoint else {
+        return (answer(404, 404, "not found", json!({})), None);
+    };
+    if let Some(i) = s.faults.iter().position(|(e, _, _)| *e == endpoint) {
+        if let Some((_, status, code)) = s.faults.remove(i) {
+            return (answer(status, code, "injected failure", json!({})), None);
+        }
+    }
+    if endpoint == Endpoint::Token {
+        if body.get("app_id").and_then(Value::as_str) != Some(s.app_id.as_str())
+            || body.get("app_secret").and_then(Value::as_str) != Some(s.app_secret.as_str())
+        {
+            return (answer(400, 10014, "app secret invalid", json!({})), None);
+        }
+        let token = format!("t-emulated-{}", s.requests.len());
+        s.tokens.push(token.clone());
+        let extra = json!({"tenant_access_token": token, "expire": s.token_lifetime});
+        return (answer(200, 0, "ok", extra), None);
+    }
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match auth {
+        None => {
+            return (
+                answer(
+                    400,
+                    99_991_661,
+                    "Missing access token for authorization",
+                    json!({}),
+                ),
+                None,
+            );
+        }
+        Some(t) if !s.tokens.iter().any(|v| v == t) => {
+            return (
+                answer(
+                    400,
+                    99_991_663,
+                    "Invalid access token for authorization",
+                    json!({}),
+                ),
+                None,
+            );
+        }
+        Some(_) => {}
+    }
+    let mut new_id = || {
+        s.next_id += 1;
+        format!("om_emulated_{:06}", s.next_id)
+    };
+    match endpoint {
+        Endpoint::BotInfo => {
+            let extra = json!({"bot": {"open_id": s.bot_open_id, "app_name": "abort-bot", "activate_status": 2, "ip_white_list": []}});
+            (answer(200, 0, "ok", extra), None)
+        }
+        Endpoint::Reply | Endpoint::Send => {
+            if body.get("msg_type").and_then(Value::as_str) != Some("interactive") {
+                return (answer(400, 230_001, "invalid msg_type", json!({})), None);
+            }
+            let Some(card) = parse_card_content(body) else {
+                return (
+                    answer(400, 230_099, "card content could not be created", json!({})),
+                    None,
+                );
+            };
+            let uuid = body.get("uuid").and_then(Value::as_str).unwrap_or_default();
+            if uuid.len() > 50 {
+                return (answer(400, 230_001, "uuid longer than 50", json!({})), None);
+            }
+            if let Some(existing) = s.uuids.get(uuid).filter(|_| !uuid.is_empty()) {
+                let extra = json!({"data": {"message_id": existing}});
+                return (answer(200, 0, "success", extra), None);
+            }
+            let (reply_to, chat_id, in_thread) = if endpoint == Endpoint::Reply {
+                let in_thread = match body.get("reply_in_thread") {
+                    None => false,
+                    Some(Value::Bool(b)) => *b,
+                    Some(_) => {
+                        return (
+                            answer(400, 230_001, "reply_in_thread must be a bool", json!({})),
+                            None,
+                        );
+                    }
+                };
+                (segments.get(4).map(|s| (*s).to_owned()), None, in_thread)
+            } else {
+                if !query.contains("receive_id_type=") {
+                    return (
+                        answer(400, 230_001, "receive_id_type is required", json!({})),
+                        None,
+                    );
+                }
+                let chat = body
+                    .get("receive_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                (None, chat, false)
+            };
+            let message_id = new_id();
+            if !uuid.is_empty() {
+                s.uuids.insert(uuid.to_owned(), message_id.clone());
+            }
+            let message = Message {
+                message_id: message_id.clone(),
+                reply_to,
+                chat_id,
+                in_thread,
+                card,
+                updates: 0,
+            };
+            s.messages.insert(message_id.clone(), message.clone());
+            let extra = json!({"data": {"message_id": message_id, "msg_type": "interactive"}});
+            (
+                answer(200, 0, "success", extra),
+                Some(Activity::Sent { message }),
+            )
+        }
+        Endpoint::Patch => {
+            let id = segments.get(4).copied().unwrap_or_default();
+            let Some(card) = parse_card_content(body) else {
+                return (
+                    answer(400, 230_099, "card content could not be created", json!({})),
+                    None,
+                );
+            };
+            let Some(m) = s.messages.get_mut(id) else {
+                return (
+                    answer(
+                        400,
+                        230_011,
+                        "message not found or not sent by the bot",
+                        json!({}),
+                    ),
+                    None,
+                );
+            };
+            m.card = card;
+            m.updates += 1;
+            let message = m.clone();
+            (
+                answer(200, 0, "success", json!({})),
+                Some(Activity::Updated { message }),
+            )
+        }
+        Endpoint::CardUpdate => {
+            let token = body
+                .get("token")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let Some(card) = body.get("card").filter(|c| c.is_object()).cloned() else {
+                return (answer(400, 230_099, "card is required", json!({})), None);
+            };
+            let Some(message_id) = s.card_tokens.get(&token).cloned() else {
+                return (
+                    answer(400, 10_002, "card token invalid or expired", json!({})),
+                    None,
+                );
+            };
+            let uses = s.card_token_uses.entry(token).or_insert(0);
+            if *uses >= CARD_TOKEN_USES {
+                return (answer(400, 10_002, "card token used up", json!({})), None);
+            }
+            *uses += 1;
+            let Some(m) = s.messages.get_mut(&message_id) else {
+                return (answer(400, 230_011, "message not found", json!({})), None);
+            };
+            m.card = card;
+            m.updates += 1;
+            let message = m.clone();
+            (
+                answer(200, 0, "success", json!({})),
+                Some(Activity::Updated { message }),
+            )
+        }
+        Endpoint::Contact => {
+            let open_id = segments.get(4).copied().unwrap_or_default();
+            match s.users.iter().find(|u| u.open_id == open_id) {
+                Some(u) => {
+                    let extra = json!({"data": {"user": {"open_id": u.open_id, "union_id": u.union_id, "enterprise_email": u.email, "name": u.name}}});
+                    (answer(200, 0, "success", extra), None)
+                }
+                None => (
+                    answer(400, 41_050, "no user authority error", json!({})),
+                    None,
+                ),
+            }
+        }
+        Endpoint::Token => (answer(404, 404, "not found", json!({})), None),
+    }
+}
