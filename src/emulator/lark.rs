@@ -161,6 +161,32 @@ impl LarkEmulator {
     pub fn add_user(&self, user: User) {
         self.state().users.push(user);
     }
+
+    /// Issues a fresh `c-…` delayed-update token for a click on `message_id`, as Lark does
+    /// with every `card.action.trigger`.
+    pub fn issue_card_token(&self, message_id: &str) -> String {
+        let token = super::inbound::new_card_token();
+        self.state()
+            .card_tokens
+            .insert(token.clone(), message_id.to_owned());
+        token
+    }
+
+    /// Shows the card a bot answered a click with (`{"card": {"type": "raw", "data": …}}`) in
+    /// place of the message's card, as the Lark client does; None for an unknown message.
+    pub fn apply_callback_card(&self, message_id: &str, card: Value) -> Option<Message> {
+        let message = {
+            let mut s = self.state();
+            let m = s.messages.get_mut(message_id)?;
+            m.card = card;
+            m.updates += 1;
+            m.clone()
+        };
+        let _ = self.activity.send(Activity::Updated {
+            message: message.clone(),
+        });
+        Some(message)
+    }
 }
 
 fn answer(status: u16, code: i64, msg: &str, extra: Value) -> Response {

@@ -1,1 +1,152 @@
-use super::helpers::*;
+//! Every card the text path sends, snapshotted (zh_cn and en_us live side by side in each
+//! card's `i18n_content`). Review changes with `cargo insta review`.
+
+use abort_bot::command::{ActCommand, OptionChoice, ParseError};
+use abort_bot::domain::{Action, ReasonOption, WorkItemRef};
+use abort_bot::project::{Space, WorkItem};
+use abort_bot::service::{ActReport, ItemReport, Outcome};
+use abort_bot::views;
+use url::Url;
+
+fn web() -> Url {
+    Url::parse("https://project.feishu.cn").expect("url")
+}
+
+fn space() -> Space {
+    Space {
+        project_key: "60acd5610444ba031b503055".into(),
+        name: "Docs Team".into(),
+        simple_name: "doc".into(),
+    }
+}
+
+fn item(id: u64, name: &str) -> WorkItem {
+    WorkItem {
+        id,
+        name: name.into(),
+        work_item_type_key: "story".into(),
+        project_key: "60acd5610444ba031b503055".into(),
+        simple_name: "doc".into(),
+        pattern: "Node".into(),
+        is_aborted: Some(false),
+        type_name: "需求".into(),
+    }
+}
+
+fn item_report(id: u64, outcome: Outcome) -> ItemReport {
+    ItemReport {
+        item_ref: WorkItemRef {
+            space: None,
+            type_key: None,
+            id,
+        },
+        space_key: Some("doc".into()),
+        space: Some(space()),
+        item: Some(item(id, "Export a space as *PDF* <b>")),
+        outcome,
+    }
+}
+
+fn report(action: Action, option: ReasonOption, items: Vec<ItemReport>) -> ActReport {
+    ActReport {
+        action,
+        option,
+        reason: "duplicate of 12001".into(),
+        actor_open_id: Some("ou_84aad35d084aa403a838cf73ee18467".into()),
+        items,
+    }
+}
+
+#[test]
+fn outcome_cards() {
+    let outcomes = [
+        Outcome::Done,
+        Outcome::AlreadyAborted,
+        Outcome::AlreadyRestored,
+        Outcome::NotFound,
+        Outcome::StateFlow,
+        Outcome::Intercepted,
+        Outcome::ReasonMissing,
+        Outcome::NoPermission,
+        Outcome::UnknownSpace,
+        Outcome::NoSpace,
+        Outcome::NotAUser,
+        Outcome::Busy("10429 API Request Frequency Limit".into()),
+        Outcome::Unexpected("20044 work item type disabled".into()),
+    ];
+    for outcome in outcomes {
+        let name = format!("outcome_{}", outcome.key());
+        let mut r = item_report(12345, outcome.clone());
+        if matches!(outcome, Outcome::NotFound | Outcome::NoSpace | Outcome::UnknownSpace | Outcome::NotAUser) {
+            r.item = None;
+        }
+        let card = views::act_report(&report(Action::Abort, ReasonOption::Repeat, vec![r]), &web());
+        insta::assert_json_snapshot!(name, card);
+    }
+}
+
+#[test]
+fn restore_done_card() {
+    let card = views::act_report(
+        &report(
+            Action::Restore,
+            ReasonOption::Rollback,
+            vec![item_report(12348, Outcome::Done)],
+        ),
+        &web(),
+    );
+    insta::assert_json_snapshot!(card);
+}
+
+#[test]
+fn batch_card() {
+    let card = views::act_report(
+        &report(
+            Action::Abort,
+            ReasonOption::Repeat,
+            vec![
+                item_report(12345, Outcome::Done),
+                item_report(12348, Outcome::AlreadyAborted),
+                ItemReport {
+                    item: None,
+                    ..item_report(99999, Outcome::NotFound)
+                },
+            ],
+        ),
+        &web(),
+    );
+    insta::assert_json_snapshot!(card);
+}
+
+#[test]
+fn help_cards() {
+    insta::assert_json_snapshot!("help", views::help(None));
+    insta::assert_json_snapshot!(
+        "help_unknown_command",
+        views::help(Some(&ParseError::UnknownCommand("/frobnicate".into())))
+    );
+}
+
+#[test]
+fn picker_card() {
+    let cmd = ActCommand {
+        action: Action::Abort,
+        refs: vec![WorkItemRef {
+            space: None,
+            type_key: None,
+            id: 12345,
+        }],
+        choice: OptionChoice::Missing {
+            reason: "late".into(),
+        },
+    };
+    insta::assert_json_snapshot!(
+        "picker_did_you_mean",
+        views::picker(&cmd, Some(("repat", ReasonOption::Repeat)), "late", Some("ou_1"))
+    );
+}
+
+#[test]
+fn bound_card() {
+    insta::assert_json_snapshot!(views::bound(&Ok(space()), "doc", Some("ou_1")));
+}
