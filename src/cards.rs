@@ -5,7 +5,13 @@
 //!   came from a user can never expand into another placeholder;
 //! - an object with `"$if": "name"` is kept only when `name` is set and non-empty
 //!   (`"$unless"` the opposite); the key itself is removed;
-//! - an array entry `{"$each": "rows", "$item": {…}}` repeats `$item` once per row of a list.
+//! - an array entry `{"$each": "rows", "$item": {…}}` repeats `$item` once per row of a list;
+//! - an object `{"$include": "part"}` is replaced by the part `cards/parts/part.json`, rendered
+//!   with the same variables (pieces shared by several cards, such as the action form);
+//! - a string that is exactly `"{{name}}"` where `name` is a JSON variable becomes that JSON
+//!   (button callback values);
+//! - a key ending in `?` is kept (without the `?`) only when its value renders non-empty, for
+//!   properties Lark refuses when empty (`initial_option`, `default_value`).
 //!
 //! `cards/messages.json` holds the words of every outcome in zh_cn and en_us; the caller picks
 //! an entry and its strings are rendered like a template before they fill one.
@@ -15,11 +21,12 @@ use std::sync::LazyLock;
 
 use serde_json::{Map, Value};
 
-/// A template variable: text, or a list of rows for `$each`.
+/// A template variable: text, a list of rows for `$each`, or JSON placed whole.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Var {
     Text(String),
     List(Vec<Vars>),
+    Json(Value),
 }
 
 pub type Vars = BTreeMap<String, Var>;
@@ -35,6 +42,10 @@ static TEMPLATES: &[(&str, &str)] = &[
     ("help", include_str!("../cards/help.json")),
     ("picker", include_str!("../cards/picker.json")),
     ("bound", include_str!("../cards/bound.json")),
+    ("confirm_batch", include_str!("../cards/confirm_batch.json")),
+    ("progress", include_str!("../cards/progress.json")),
+    ("cancelled", include_str!("../cards/cancelled.json")),
+    ("parts/action_form", include_str!("../cards/parts/action_form.json")),
 ];
 
 static MESSAGES: &str = include_str!("../cards/messages.json");
@@ -121,6 +132,7 @@ fn is_set(vars: &Vars, name: &str) -> bool {
     match vars.get(name) {
         Some(Var::Text(t)) => !t.is_empty(),
         Some(Var::List(l)) => !l.is_empty(),
+        Some(Var::Json(v)) => !v.is_null(),
         None => false,
     }
 }
@@ -148,10 +160,21 @@ fn substitute(s: &str, vars: &Vars) -> String {
     out
 }
 
+/// `name` when `s` is exactly `{{name}}`.
+fn whole_placeholder(s: &str) -> Option<&str> {
+    let name = s.strip_prefix("{{")?.strip_suffix("}}")?.trim();
+    (!name.is_empty() && !name.contains('{') && !name.contains('}')).then_some(name)
+}
+
 /// Renders one node; an object dropped by `$if`/`$unless` gives nothing, `$each` gives many.
 fn fill(node: &Value, vars: &Vars) -> Vec<Value> {
     match node {
-        Value::String(s) => vec![Value::String(substitute(s, vars))],
+        Value::String(s) => {
+            if let Some(Var::Json(v)) = whole_placeholder(s).and_then(|name| vars.get(name)) {
+                return vec![v.clone()];
+            }
+            vec![Value::String(substitute(s, vars))]
+        }
         Value::Array(items) => vec![Value::Array(
             items.iter().flat_map(|item| fill(item, vars)).collect(),
         )],
@@ -183,13 +206,29 @@ fn fill(node: &Value, vars: &Vars) -> Vec<Value> {
                     })
                     .collect();
             }
+            if let Some(part) = obj.get("$include").and_then(Value::as_str) {
+                return LIBRARY
+                    .templates
+                    .get(format!("parts/{part}").as_str())
+                    .map(|t| fill(t, vars))
+                    .unwrap_or_default();
+            }
             let mut out = Map::new();
             for (k, v) in obj {
                 if k == "$if" || k == "$unless" {
                     continue;
                 }
-                if let Some(v) = fill(v, vars).into_iter().next() {
-                    out.insert(k.clone(), v);
+                let Some(v) = fill(v, vars).into_iter().next() else {
+                    continue;
+                };
+                match k.strip_suffix('?') {
+                    Some(_) if v.as_str().is_some_and(str::is_empty) => {}
+                    Some(key) => {
+                        out.insert(key.to_owned(), v);
+                    }
+                    None => {
+                        out.insert(k.clone(), v);
+                    }
                 }
             }
             vec![Value::Object(out)]
@@ -239,6 +278,25 @@ mod tests {
             fill(&template, &vars),
             vec![serde_json::json!({"elements": [{"tag": "a"}, {"tag": "1"}, {"tag": "2"}]})]
         );
+    }
+
+    #[test]
+    fn json_variables_optional_keys_and_parts() {
+        let template: Value = serde_json::json!({
+            "value": "{{v}}", "text": "x {{v}}", "a?": "{{empty}}", "b?": "{{full}}"
+        });
+        let mut vars = Vars::new();
+        vars.insert("v".into(), Var::Json(serde_json::json!({"k": 1})));
+        set(&mut vars, "full", "yes");
+        assert_eq!(
+            fill(&template, &vars),
+            vec![serde_json::json!({"value": {"k": 1}, "text": "x ", "b": "yes"})]
+        );
+        let part: Value = serde_json::json!([{"$include": "action_form"}]);
+        let rendered = fill(&part, &vars);
+        assert_eq!(rendered[0][0]["tag"], "form");
+        let unknown: Value = serde_json::json!([{"$include": "nope"}]);
+        assert_eq!(fill(&unknown, &vars), vec![serde_json::json!([])]);
     }
 
     #[test]
