@@ -9,9 +9,11 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
+use crate::card_value::Signer;
 use crate::chat::Chat;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Settings, StoreUrl};
+use crate::interact::{DEFAULT_BUDGET, Interact};
 use crate::lark::client::{LarkClient, LarkClientConfig};
 use crate::lark::verify::Verifier;
 use crate::metrics::{Metrics, Tap};
@@ -123,7 +125,22 @@ impl App {
             clock: o.clock.clone(),
             metrics: clients.metrics.clone(),
         });
+        let signer = Arc::new(Signer::new(settings.card_secret.clone()));
+        let interact = Arc::new(Interact {
+            service: service.clone(),
+            signer: signer.clone(),
+            budget: DEFAULT_BUDGET,
+        });
         let (tx, rx) = mpsc::unbounded_channel();
+        // What a crash left pending is queued before the server accepts anything, so a new
+        // delivery can never be queued twice (once by its route, once from the store).
+        let pending = store.pending(usize::MAX).await?;
+        if !pending.is_empty() {
+            tracing::info!(count = pending.len(), "resuming events left pending");
+        }
+        for item in pending {
+            let _ = tx.send(item);
+        }
         let verifier = Arc::new(Verifier::new(
             settings.lark.verification_token.clone(),
             settings.lark.encrypt_key.clone(),
@@ -136,10 +153,15 @@ impl App {
             queue: tx,
             metrics: clients.metrics,
             clock: o.clock.clone(),
+            interact,
         };
         let worker = Worker {
             store,
-            chat: Arc::new(Chat { service }),
+            chat: Arc::new(Chat {
+                service,
+                signer,
+                batch_confirm: settings.batch_confirm,
+            }),
             clock: o.clock,
             retention: settings.dedup_retention,
         };

@@ -45,7 +45,10 @@ static TEMPLATES: &[(&str, &str)] = &[
     ("confirm_batch", include_str!("../cards/confirm_batch.json")),
     ("progress", include_str!("../cards/progress.json")),
     ("cancelled", include_str!("../cards/cancelled.json")),
-    ("parts/action_form", include_str!("../cards/parts/action_form.json")),
+    (
+        "parts/action_form",
+        include_str!("../cards/parts/action_form.json"),
+    ),
 ];
 
 static MESSAGES: &str = include_str!("../cards/messages.json");

@@ -3,14 +3,22 @@
 
 use std::sync::Arc;
 
-use crate::command::{self, Command, OptionChoice};
+use serde_json::Value;
+
+use crate::card_value::{CardStamp, Signer};
+use crate::command::{self, ActCommand, Command, OptionChoice};
+use crate::domain::ReasonOption;
 use crate::lark::client::LarkError;
 use crate::lark::message::{ChatType, ReceivedMessage};
 use crate::service::{ActRequest, Service, reply_uuid};
-use crate::views;
+use crate::views::{self, BatchRequest};
 
 pub struct Chat {
     pub service: Arc<Service>,
+    /// Signs the values of the buttons on the cards the bot replies with.
+    pub signer: Arc<Signer>,
+    /// A command with more refs than this asks for confirmation first.
+    pub batch_confirm: usize,
 }
 
 /// Whether a failed message is worth another go later.
@@ -54,35 +62,53 @@ impl Chat {
                 let result = service.bind(&msg.chat_id, &space, actor).await;
                 views::bound(&result, &space, actor.open_id.as_deref())
             }
-            Some(Ok(Command::Act(cmd))) => match &cmd.choice {
-                OptionChoice::Chosen { option, reason } => {
-                    let report = service
-                        .act(&ActRequest {
-                            action: cmd.action,
-                            option: *option,
-                            reason: reason.clone(),
-                            refs: cmd.refs.clone(),
-                            chat_id: Some(msg.chat_id.clone()),
-                            origin: msg.message_id.clone(),
-                            actor: actor.clone(),
-                        })
-                        .await;
-                    views::act_report(&report, web_url)
+            Some(Ok(Command::Act(cmd))) => {
+                let stamp = CardStamp::new(&self.signer, service.clock.now_secs());
+                let chat_id = Some(msg.chat_id.as_str());
+                match &cmd.choice {
+                    OptionChoice::Chosen { option, reason }
+                        if cmd.refs.len() > self.batch_confirm =>
+                    {
+                        let refs = service.with_spaces(&cmd.refs, chat_id).await;
+                        views::confirm_batch(
+                            &BatchRequest {
+                                action: cmd.action,
+                                option: *option,
+                                reason,
+                                refs: &refs,
+                                actor_open_id: actor.open_id.as_deref(),
+                                limit: self.batch_confirm,
+                            },
+                            &stamp,
+                        )
+                    }
+                    OptionChoice::Chosen { option, reason } => {
+                        let report = service
+                            .act(&ActRequest {
+                                action: cmd.action,
+                                option: *option,
+                                reason: reason.clone(),
+                                refs: cmd.refs.clone(),
+                                chat_id: Some(msg.chat_id.clone()),
+                                origin: msg.message_id.clone(),
+                                actor: actor.clone(),
+                            })
+                            .await;
+                        views::act_report(&report, web_url, &stamp)
+                    }
+                    OptionChoice::Missing { reason } => {
+                        self.picker(msg, &cmd, None, reason, &stamp).await
+                    }
+                    OptionChoice::DidYouMean {
+                        typed,
+                        suggestion,
+                        reason,
+                    } => {
+                        let did_you_mean = Some((typed.as_str(), *suggestion));
+                        self.picker(msg, &cmd, did_you_mean, reason, &stamp).await
+                    }
                 }
-                OptionChoice::Missing { reason } => {
-                    views::picker(&cmd, None, reason, actor.open_id.as_deref())
-                }
-                OptionChoice::DidYouMean {
-                    typed,
-                    suggestion,
-                    reason,
-                } => views::picker(
-                    &cmd,
-                    Some((typed.as_str(), *suggestion)),
-                    reason,
-                    actor.open_id.as_deref(),
-                ),
-            },
+            }
         };
         let in_thread = msg.thread_id.is_some();
         service
@@ -96,5 +122,28 @@ impl Chat {
             .await
             .map_err(HandleError::Reply)?;
         Ok(true)
+    }
+
+    /// The interactive picker: the items looked up as the sender, the options to choose from.
+    async fn picker(
+        &self,
+        msg: &ReceivedMessage,
+        cmd: &ActCommand,
+        did_you_mean: Option<(&str, ReasonOption)>,
+        reason: &str,
+        stamp: &CardStamp<'_>,
+    ) -> Value {
+        let service = &self.service;
+        let lookups = service
+            .lookup(&cmd.refs, Some(&msg.chat_id), &msg.sender)
+            .await;
+        let picker = views::Picker {
+            action: cmd.action,
+            lookups: &lookups,
+            did_you_mean,
+            reason,
+            actor_open_id: msg.sender.open_id.as_deref(),
+        };
+        views::picker(&picker, &service.web_url, stamp)
     }
 }

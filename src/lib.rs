@@ -10,10 +10,16 @@
 //! - [`command`]: chat text → [`command::Command`]; [`domain`] holds the validated vocabulary.
 //! - [`service`]: the one place that decides what an abort/restore does, free of HTTP.
 //! - [`project`]: the Feishu Project OpenAPI client (plugin token, lookups, the abort PUT).
-//! - [`cards`]: renders the JSON templates in `cards/` into Card JSON 2.0.
+//! - [`cards`]: renders the JSON templates in `cards/` into Card JSON 2.0; [`views`] fills them.
+//! - [`interact`]: card clicks (both callback forms, read by [`lark::card_action`]): checks the
+//!   button value ([`card_value`], HMAC-bound to its card), claims the card once, and acts
+//!   through the [`service`] as the person who clicked.
 //! - [`app`]: wiring, start-up and graceful shutdown.
+//! - [`emulator`]: in-process Lark and Feishu Project for tests and the sandbox.
+//! - [`sandbox`]: `abort-bot sandbox`, the bot and both emulators behind a web chat page.
 
 pub mod app;
+pub mod card_value;
 pub mod cards;
 pub mod chat;
 pub mod clock;
@@ -21,11 +27,13 @@ pub mod command;
 pub mod config;
 pub mod domain;
 pub mod emulator;
+pub mod interact;
 pub mod lark;
 pub mod metrics;
 pub mod project;
 pub mod retry;
 pub mod routes;
+pub mod sandbox;
 pub mod service;
 pub mod store;
 pub mod telemetry;

@@ -1,9 +1,11 @@
-//! The `abort-bot` binary: `serve` (the default) and `check`.
+//! The `abort-bot` binary: `serve` (the default), `check` and `sandbox`.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use abort_bot::app::{App, Clients, Overrides, shutdown_signal};
 use abort_bot::config::{LogFormat, Settings, Sources};
+use abort_bot::sandbox::{self, Sandbox};
 use abort_bot::telemetry;
 use clap::{Parser, Subcommand};
 
@@ -24,6 +26,9 @@ enum Cmd {
     Serve,
     /// Validate the configuration, fetch both tokens, and print every problem.
     Check,
+    /// Try the bot locally with no credentials: the real bot, an emulated Lark and Feishu
+    /// Project, and a web chat page on 127.0.0.1:3000 (ABORT_BOT_LISTEN may move it, loopback only).
+    Sandbox,
 }
 
 fn load_settings() -> Result<Settings, ExitCode> {
@@ -35,6 +40,9 @@ fn load_settings() -> Result<Settings, ExitCode> {
             eprintln!("  {p}");
         }
         eprintln!("README.md (\"Configure\") says where each value comes from.");
+        eprintln!(
+            "No Lark app yet? `abort-bot sandbox` runs the whole bot on this machine with no credentials."
+        );
         ExitCode::from(2)
     })
 }
@@ -111,6 +119,53 @@ async fn check() -> ExitCode {
     }
 }
 
+/// The sandbox's page address: `ABORT_BOT_LISTEN` if set, which must be loopback.
+fn sandbox_listen() -> Result<SocketAddr, String> {
+    let raw = std::env::var("ABORT_BOT_LISTEN")
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| sandbox::DEFAULT_LISTEN.to_owned());
+    let addr: SocketAddr = raw
+        .parse()
+        .map_err(|_| format!("ABORT_BOT_LISTEN: `{raw}` is not an address like 127.0.0.1:3000"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "ABORT_BOT_LISTEN: the sandbox listens on loopback only; `{raw}` is not (use 127.0.0.1:<port>)"
+        ));
+    }
+    Ok(addr)
+}
+
+async fn run_sandbox() -> ExitCode {
+    let listen = match sandbox_listen() {
+        Ok(a) => a,
+        Err(problem) => {
+            eprintln!("abort-bot sandbox cannot start: {problem}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(LogFormat::Text);
+    let sandbox = match Sandbox::start(listen).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("abort-bot sandbox cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "abort-bot sandbox: open {} (emulated Lark and Feishu Project, no credentials; Ctrl-C stops it)",
+        sandbox.page_url()
+    );
+    match sandbox.run_until_stopped(shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "sandbox failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -124,6 +179,7 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Cmd::Serve) {
             Cmd::Serve => serve().await,
             Cmd::Check => check().await,
+            Cmd::Sandbox => run_sandbox().await,
         }
     })
 }

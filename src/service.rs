@@ -138,6 +138,63 @@ pub struct ItemReport {
     pub outcome: Outcome,
 }
 
+impl ItemReport {
+    /// A ref that did not get as far as the PUT.
+    pub fn failed(
+        r: &WorkItemRef,
+        space_key: Option<String>,
+        space: Option<Space>,
+        outcome: Outcome,
+    ) -> Self {
+        Self {
+            item_ref: r.clone(),
+            space_key,
+            space,
+            item: None,
+            outcome,
+        }
+    }
+
+    /// The ref as fully resolved (`project_key/type/id`) when the item was found, so that a
+    /// button acting on it later needs no lookup of space or type.
+    pub fn resolved_ref(&self) -> WorkItemRef {
+        match &self.item {
+            Some(w) => WorkItemRef {
+                space: Some(w.project_key.clone()),
+                type_key: Some(w.work_item_type_key.clone()),
+                id: w.id,
+            },
+            None => WorkItemRef {
+                space: self
+                    .space_key
+                    .clone()
+                    .or_else(|| self.item_ref.space.clone()),
+                ..self.item_ref.clone()
+            },
+        }
+    }
+}
+
+/// A ref that was looked up and found, before anything changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub item_ref: WorkItemRef,
+    pub space_key: String,
+    pub space: Space,
+    pub item: WorkItem,
+}
+
+impl Found {
+    /// `project_key/type/id`: what a button acting on this item carries.
+    pub fn resolved_ref(&self) -> WorkItemRef {
+        WorkItemRef {
+            space: Some(self.item.project_key.clone()),
+            type_key: Some(self.item.work_item_type_key.clone()),
+            id: self.item.id,
+        }
+    }
+}
+
 /// What happened to a whole request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ActReport {
@@ -249,18 +306,101 @@ impl Service {
         for r in &req.refs {
             let item = match &user_key {
                 Ok(user_key) => self.act_one(req, r, bound.as_deref(), user_key).await,
-                Err(outcome) => ItemReport {
-                    item_ref: r.clone(),
-                    space_key: None,
-                    space: None,
-                    item: None,
-                    outcome: outcome.clone(),
-                },
+                Err(outcome) => ItemReport::failed(r, None, None, outcome.clone()),
             };
             self.metrics.outcome(req.action.key(), item.outcome.key());
             report.items.push(item);
         }
         report
+    }
+
+    /// Looks up every ref as the actor, changing nothing: what a picker card shows.
+    pub async fn lookup(
+        &self,
+        refs: &[WorkItemRef],
+        chat_id: Option<&str>,
+        actor: &UserIds,
+    ) -> Vec<Result<Found, ItemReport>> {
+        let user_key = self.user_key(actor).await;
+        let bound = self.binding(chat_id).await;
+        let mut out = Vec::with_capacity(refs.len());
+        for r in refs {
+            out.push(match &user_key {
+                Ok(user_key) => self.locate(r, bound.as_deref(), user_key).await,
+                Err(outcome) => Err(ItemReport::failed(r, None, None, outcome.clone())),
+            });
+        }
+        out
+    }
+
+    /// The refs with the space each would use filled in (from the chat binding or the
+    /// default), so that a card made now acts on the same space whichever chat it is clicked in.
+    pub async fn with_spaces(
+        &self,
+        refs: &[WorkItemRef],
+        chat_id: Option<&str>,
+    ) -> Vec<WorkItemRef> {
+        let bound = self.binding(chat_id).await;
+        let mut out = Vec::with_capacity(refs.len());
+        for r in refs {
+            out.push(WorkItemRef {
+                space: self.space_key(r, bound.as_deref()).await,
+                ..r.clone()
+            });
+        }
+        out
+    }
+
+    /// Finds the space and the item a ref names, as `user_key`.
+    async fn locate(
+        &self,
+        r: &WorkItemRef,
+        bound: Option<&str>,
+        user_key: &str,
+    ) -> Result<Found, ItemReport> {
+        let Some(space_key) = self.space_key(r, bound).await else {
+            return Err(ItemReport::failed(r, None, None, Outcome::NoSpace));
+        };
+        let space = match self.project.space(&space_key, user_key).await {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                return Err(ItemReport::failed(
+                    r,
+                    Some(space_key),
+                    None,
+                    Outcome::UnknownSpace,
+                ));
+            }
+            Err(e) => {
+                let outcome = Outcome::from_error(&e, Stage::Space);
+                return Err(ItemReport::failed(r, Some(space_key), None, outcome));
+            }
+        };
+        let item = match self
+            .project
+            .find_item(&space, r.type_key.as_deref(), r.id, user_key)
+            .await
+        {
+            Ok(Some(item)) => item,
+            Ok(None) => {
+                return Err(ItemReport::failed(
+                    r,
+                    Some(space_key),
+                    Some(space),
+                    Outcome::NotFound,
+                ));
+            }
+            Err(e) => {
+                let outcome = Outcome::from_error(&e, Stage::Item);
+                return Err(ItemReport::failed(r, Some(space_key), Some(space), outcome));
+            }
+        };
+        Ok(Found {
+            item_ref: r.clone(),
+            space_key,
+            space,
+            item,
+        })
     }
 
     async fn act_one(
@@ -270,46 +410,23 @@ impl Service {
         bound: Option<&str>,
         user_key: &str,
     ) -> ItemReport {
+        let found = match self.locate(r, bound, user_key).await {
+            Ok(found) => found,
+            Err(report) => return report,
+        };
+        let Found {
+            space_key,
+            space,
+            item,
+            ..
+        } = found;
         let mut report = ItemReport {
             item_ref: r.clone(),
-            space_key: None,
-            space: None,
-            item: None,
+            space_key: Some(space_key),
+            space: Some(space.clone()),
+            item: Some(item.clone()),
             outcome: Outcome::Done,
         };
-        let Some(space_key) = self.space_key(r, bound).await else {
-            report.outcome = Outcome::NoSpace;
-            return report;
-        };
-        report.space_key = Some(space_key.clone());
-        let space = match self.project.space(&space_key, user_key).await {
-            Ok(Some(s)) => s,
-            Ok(None) => {
-                report.outcome = Outcome::UnknownSpace;
-                return report;
-            }
-            Err(e) => {
-                report.outcome = Outcome::from_error(&e, Stage::Space);
-                return report;
-            }
-        };
-        report.space = Some(space.clone());
-        let item = match self
-            .project
-            .find_item(&space, r.type_key.as_deref(), r.id, user_key)
-            .await
-        {
-            Ok(Some(item)) => item,
-            Ok(None) => {
-                report.outcome = Outcome::NotFound;
-                return report;
-            }
-            Err(e) => {
-                report.outcome = Outcome::from_error(&e, Stage::Item);
-                return report;
-            }
-        };
-        report.item = Some(item.clone());
         if req.option.needs_reason() && req.reason.trim().is_empty() {
             report.outcome = Outcome::ReasonMissing;
             return report;
@@ -349,6 +466,8 @@ impl Service {
                 {
                     Outcome::Done
                 }
+                // 10430: the server already took a PUT with this very key, i.e. ours.
+                _ if !first_try && e.code() == Some(10430) => Outcome::Done,
                 (outcome, _) => outcome,
             },
         };

@@ -1,5 +1,5 @@
-//! The durable store: the inbox of accepted events, dedup keys, chat bindings and the record
-//! of sent PUTs, in SQLite.
+//! The durable store: the inbox of accepted events, dedup keys, chat bindings, the record
+//! of sent PUTs and who used each interactive card, in SQLite.
 //!
 //! One writer thread owns the connection. Requests queue up while a commit is under way and
 //! are then applied together in one transaction (group commit), each in its own savepoint so
@@ -57,6 +57,43 @@ pub enum Finish {
     Failed,
 }
 
+/// Who took a card's one action, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardClaim {
+    /// The click that took it (a redelivery of that click carries the same id).
+    pub click_id: String,
+    /// `go` or `cancel`.
+    pub kind: String,
+    pub by_open_id: String,
+    pub claimed_at: i64,
+    /// The card that shows the result, once there is one.
+    pub result: Option<String>,
+}
+
+/// The answer to a claim on a card.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This click may act.
+    Granted,
+    /// Someone (or this very click, delivered before) already did.
+    Held(CardClaim),
+}
+
+/// A claim on a card: the nonce its buttons share and the click that wants to act.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRequest {
+    pub nonce: String,
+    pub click_id: String,
+    pub kind: String,
+    pub by_open_id: String,
+    pub now: i64,
+    /// After this the card cannot be clicked any more, so the claim can be forgotten.
+    pub expires_at: i64,
+    /// An unfinished claim taken before this is taken over (its holder crashed): acting
+    /// again is safe because the PUT's idempotency key comes from the card, not the click.
+    pub stale_before: i64,
+}
+
 type Done = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 type Job = Box<dyn FnOnce(&Connection) -> (bool, Done) + Send>;
 
@@ -91,6 +128,15 @@ CREATE TABLE IF NOT EXISTS bindings (
 CREATE TABLE IF NOT EXISTS sent_puts (
     idem_uuid TEXT PRIMARY KEY,
     sent_at   INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS card_claims (
+    nonce      TEXT PRIMARY KEY,
+    click_id   TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    by_open_id TEXT NOT NULL,
+    claimed_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    result     TEXT
 ) WITHOUT ROWID;
 ";
 
@@ -228,6 +274,63 @@ impl Store {
         .await
     }
 
+    /// Takes a card's one action for a click, unless another click holds it.
+    pub async fn claim_card(&self, req: ClaimRequest) -> Result<Claim, StoreError> {
+        self.run(move |c| {
+            let held = c
+                .query_row(
+                    "SELECT click_id, kind, by_open_id, claimed_at, result FROM card_claims
+                     WHERE nonce = ?1",
+                    [&req.nonce],
+                    |r| {
+                        Ok(CardClaim {
+                            click_id: r.get(0)?,
+                            kind: r.get(1)?,
+                            by_open_id: r.get(2)?,
+                            claimed_at: r.get(3)?,
+                            result: r.get(4)?,
+                        })
+                    },
+                )
+                .optional()?;
+            match held {
+                Some(h) if h.result.is_some() || h.claimed_at >= req.stale_before => {
+                    return Ok(Claim::Held(h));
+                }
+                Some(h) if h.click_id == req.click_id => return Ok(Claim::Held(h)),
+                _ => {}
+            }
+            c.execute(
+                "INSERT INTO card_claims (nonce, click_id, kind, by_open_id, claimed_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (nonce) DO UPDATE SET click_id = ?2, kind = ?3, by_open_id = ?4,
+                     claimed_at = ?5",
+                params![
+                    req.nonce,
+                    req.click_id,
+                    req.kind,
+                    req.by_open_id,
+                    req.now,
+                    req.expires_at
+                ],
+            )?;
+            Ok(Claim::Granted)
+        })
+        .await
+    }
+
+    /// Stores the card that shows a claimed action's result.
+    pub async fn finish_card(&self, nonce: String, result: String) -> Result<(), StoreError> {
+        self.run(move |c| {
+            c.execute(
+                "UPDATE card_claims SET result = ?2 WHERE nonce = ?1",
+                params![nonce, result],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
     pub async fn binding(&self, chat_id: String) -> Result<Option<String>, StoreError> {
         self.run(move |c| {
             c.query_row(
@@ -267,7 +370,9 @@ impl Store {
                 [before],
             )?;
             let d = c.execute("DELETE FROM sent_puts WHERE sent_at < ?1", [before])?;
-            Ok(a + b + d)
+            // A card past its interaction window can no longer be clicked.
+            let e = c.execute("DELETE FROM card_claims WHERE expires_at < ?1", [before])?;
+            Ok(a + b + d + e)
         })
         .await
     }
@@ -325,5 +430,62 @@ fn writer(mut conn: Connection, rx: std_mpsc::Receiver<Job>) {
         for done in dones {
             done(committed.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(click: &str, by: &str, now: i64) -> ClaimRequest {
+        ClaimRequest {
+            nonce: "n1".into(),
+            click_id: click.into(),
+            kind: "go".into(),
+            by_open_id: by.into(),
+            now,
+            expires_at: now + 100,
+            stale_before: now - 60,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_card_is_claimed_once_and_keeps_its_result() {
+        let store = Store::in_memory().expect("store");
+        assert_eq!(
+            store.claim_card(claim("c1", "ou_a", 1000)).await,
+            Ok(Claim::Granted)
+        );
+        let Ok(Claim::Held(h)) = store.claim_card(claim("c2", "ou_b", 1001)).await else {
+            panic!("second click must not act");
+        };
+        assert_eq!((h.click_id.as_str(), h.by_open_id.as_str()), ("c1", "ou_a"));
+        assert_eq!(h.result, None);
+        store
+            .finish_card("n1".into(), "{\"card\":1}".into())
+            .await
+            .expect("finish");
+        let Ok(Claim::Held(h)) = store.claim_card(claim("c3", "ou_b", 5000)).await else {
+            panic!("a finished card stays held");
+        };
+        assert_eq!(h.result.as_deref(), Some("{\"card\":1}"));
+    }
+
+    #[tokio::test]
+    async fn an_unfinished_claim_whose_holder_died_is_taken_over() {
+        let store = Store::in_memory().expect("store");
+        assert_eq!(
+            store.claim_card(claim("c1", "ou_a", 1000)).await,
+            Ok(Claim::Granted)
+        );
+        assert!(matches!(
+            store.claim_card(claim("c2", "ou_b", 1030)).await,
+            Ok(Claim::Held(_))
+        ));
+        assert_eq!(
+            store.claim_card(claim("c2", "ou_b", 1100)).await,
+            Ok(Claim::Granted)
+        );
+        assert_eq!(store.purge(1000 + 100 + 1).await, Ok(1));
     }
 }

@@ -2,12 +2,14 @@
 //! The words live in `cards/messages.json`; this module only chooses and fills them.
 
 use serde_json::Value;
-
-use crate::cards::{self, Var, Vars, add_message, md_escape, set};
-use crate::command::{ActCommand, ParseError};
-use crate::domain::{Action, ReasonOption, WorkItemRef, item_link};
-use crate::service::{ActReport, BindResult, ItemReport, Outcome};
 use url::Url;
+
+use crate::card_value::{CardStamp, Kind};
+use crate::cards::{self, Var, Vars, add_message, md_escape, set};
+use crate::command::ParseError;
+use crate::domain::{Action, ReasonOption, WorkItemRef, item_link};
+use crate::lark::card_action::Toast;
+use crate::service::{ActReport, BindResult, Found, ItemReport, Outcome};
 
 const SUBTITLE: &str = "Feishu Project";
 
@@ -79,9 +81,10 @@ fn item_vars(vars: &mut Vars, item: &ItemReport, web_url: &Url) {
     );
 }
 
-/// The reply to `/abort` or `/restore` with an option: one card for one item, a row per item
-/// for several.
-pub fn act_report(report: &ActReport, web_url: &Url) -> Value {
+/// The result of `/abort` or `/restore` (typed or clicked): one card for one item, a row per
+/// item for several. Items that were changed get the opposite action (Undo / Abort again,
+/// asking for its option in place); items that failed for a passing reason get Retry.
+pub fn act_report(report: &ActReport, web_url: &Url, stamp: &CardStamp<'_>) -> Value {
     let mut vars = base_vars(report.action, report.actor_open_id.as_deref());
     add_option(&mut vars, report.option);
     let reason = if report.reason.trim().is_empty() {
@@ -90,6 +93,7 @@ pub fn act_report(report: &ActReport, web_url: &Url) -> Value {
         md_escape(report.reason.trim())
     };
     set(&mut vars, "reason", reason);
+    add_result_controls(&mut vars, report, stamp);
     if let [item] = report.items.as_slice() {
         item_vars(&mut vars, item, web_url);
         add_message(&mut vars, item.outcome.key(), "");
@@ -146,29 +150,255 @@ pub fn help(problem: Option<&ParseError>) -> Value {
     cards::render("help", &vars)
 }
 
-/// No option (or a mistyped one): offer each option as a ready-to-send command.
-pub fn picker(
-    cmd: &ActCommand,
-    did_you_mean: Option<(&str, ReasonOption)>,
-    reason: &str,
-    actor_open_id: Option<&str>,
-) -> Value {
-    let mut vars = base_vars(cmd.action, actor_open_id);
-    let refs: Vec<String> = cmd.refs.iter().map(WorkItemRef::to_string).collect();
-    set(&mut vars, "refs", refs.join(" "));
-    let reason = reason.trim();
-    let suffix = if reason.is_empty() {
-        String::new()
-    } else {
-        format!(" {}", md_escape(reason).replace('`', "'"))
-    };
-    set(&mut vars, "reason_suffix", suffix);
+/// What a picker card offers, and to whom.
+#[derive(Debug, Clone, Copy)]
+pub struct Picker<'a> {
+    pub action: Action,
+    /// Each ref as the sender's lookup found it (or why not).
+    pub lookups: &'a [Result<Found, ItemReport>],
+    /// The mistyped word and the option it was probably meant to be (preselected).
+    pub did_you_mean: Option<(&'a str, ReasonOption)>,
+    /// Text after the refs, prefilled as the reason.
+    pub reason: &'a str,
+    pub actor_open_id: Option<&'a str>,
+}
+
+/// No option (or a mistyped one): the items as found, a select of the options, a reason
+/// input and Confirm / Cancel. Whoever clicks Confirm acts, as themselves.
+pub fn picker(p: &Picker<'_>, web_url: &Url, stamp: &CardStamp<'_>) -> Value {
+    let Picker {
+        action,
+        lookups,
+        did_you_mean,
+        reason,
+        actor_open_id,
+    } = *p;
+    let mut vars = base_vars(action, actor_open_id);
+    let refs: Vec<WorkItemRef> = lookups
+        .iter()
+        .map(|l| match l {
+            Ok(f) => f.item_ref.clone(),
+            Err(r) => r.item_ref.clone(),
+        })
+        .collect();
+    add_subject(&mut vars, &refs);
     if let Some((typed, suggestion)) = did_you_mean {
         set(&mut vars, "typed", md_escape(typed));
         set(&mut vars, "suggestion", suggestion.key());
     }
-    let options = cmd
-        .action
+    let rows = lookups
+        .iter()
+        .map(|l| {
+            let mut row = vars.clone();
+            match l {
+                Ok(found) => {
+                    let shown = ItemReport {
+                        item_ref: found.item_ref.clone(),
+                        space_key: Some(found.space_key.clone()),
+                        space: Some(found.space.clone()),
+                        item: Some(found.item.clone()),
+                        outcome: Outcome::Done,
+                    };
+                    item_vars(&mut row, &shown, web_url);
+                    let state = match found.item.is_aborted {
+                        Some(true) => "state_aborted",
+                        Some(false) => "state_active",
+                        None => "state_unknown",
+                    };
+                    add_message(&mut row, state, "state_");
+                    add_message(&mut row, "picker_row", "row_");
+                }
+                Err(failed) => {
+                    item_vars(&mut row, failed, web_url);
+                    add_message(&mut row, failed.outcome.key(), "");
+                    add_message(&mut row, "picker_problem_row", "row_");
+                }
+            }
+            let mut out = Vars::new();
+            for key in ["row_text_en", "row_text_zh"] {
+                if let Some(Var::Text(t)) = row.get(key) {
+                    set(&mut out, key, t.clone());
+                }
+            }
+            out
+        })
+        .collect();
+    vars.insert("rows".into(), Var::List(rows));
+    let found: Vec<WorkItemRef> = lookups
+        .iter()
+        .filter_map(|l| l.as_ref().ok().map(Found::resolved_ref))
+        .collect();
+    if !found.is_empty() {
+        let go = stamp.value(Kind::Go, action, None, None, found.clone());
+        let cancel = stamp.value(Kind::Cancel, action, None, None, found);
+        add_form(
+            &mut vars,
+            action,
+            did_you_mean.map(|(_, o)| o),
+            reason.trim(),
+            go,
+            Some(cancel),
+            "form_confirm",
+        );
+    }
+    add_message(&mut vars, "picker", "");
+    cards::render("picker", &vars)
+}
+
+/// More refs than the configured batch size: ask before acting on all of them.
+pub struct BatchRequest<'a> {
+    pub action: Action,
+    pub option: ReasonOption,
+    pub reason: &'a str,
+    /// With the space each will use already filled in.
+    pub refs: &'a [WorkItemRef],
+    pub actor_open_id: Option<&'a str>,
+    /// The configured batch size that was exceeded.
+    pub limit: usize,
+}
+
+pub fn confirm_batch(req: &BatchRequest<'_>, stamp: &CardStamp<'_>) -> Value {
+    let mut vars = base_vars(req.action, req.actor_open_id);
+    add_option(&mut vars, req.option);
+    let reason = req.reason.trim();
+    if !reason.is_empty() {
+        set(&mut vars, "reason", md_escape(reason));
+    }
+    set(&mut vars, "count", req.refs.len().to_string());
+    set(&mut vars, "limit", req.limit.to_string());
+    let listed: Vec<String> = req
+        .refs
+        .iter()
+        .map(|r| format!("**{}**", md_escape(&r.to_string())))
+        .collect();
+    set(&mut vars, "refs", listed.join(" · "));
+    let go = stamp.value(
+        Kind::Go,
+        req.action,
+        Some(req.option),
+        Some(reason),
+        req.refs.to_vec(),
+    );
+    let cancel = stamp.value(Kind::Cancel, req.action, None, None, req.refs.to_vec());
+    vars.insert("go_value".into(), Var::Json(go));
+    vars.insert("cancel_value".into(), Var::Json(cancel));
+    add_button_words(&mut vars, req.action, "form_confirm");
+    add_message(&mut vars, "confirm_batch", "");
+    cards::render("confirm_batch", &vars)
+}
+
+/// The card shown while a clicked action outlasts the callback's time budget.
+pub fn progress(action: Action, items: &[WorkItemRef], clicker_open_id: Option<&str>) -> Value {
+    let mut vars = base_vars(action, clicker_open_id);
+    add_subject(&mut vars, items);
+    add_message(&mut vars, "progress", "");
+    cards::render("progress", &vars)
+}
+
+/// The card after Cancel: nothing was changed.
+pub fn cancelled(action: Action, items: &[WorkItemRef], clicker_open_id: Option<&str>) -> Value {
+    let mut vars = base_vars(action, clicker_open_id);
+    add_subject(&mut vars, items);
+    add_message(&mut vars, "cancelled", "");
+    cards::render("cancelled", &vars)
+}
+
+/// A toast whose words are the `text` of `key` in `cards/messages.json`.
+pub fn toast(kind: &'static str, key: &str, vars: &Vars) -> Toast {
+    let mut vars = vars.clone();
+    add_message(&mut vars, key, "toast_");
+    let text = |lang: &str| match vars.get(&format!("toast_text_{lang}")) {
+        Some(Var::Text(t)) => t.clone(),
+        _ => String::new(),
+    };
+    Toast {
+        kind,
+        zh: text("zh"),
+        en: text("en"),
+    }
+}
+
+/// The toast for a card someone already used: who, and whether they acted or cancelled.
+pub fn toast_already(cancelled: bool, by_name: Option<&str>, by_you: bool) -> Toast {
+    let mut vars = Vars::new();
+    let key = match (by_you, cancelled) {
+        (true, false) => "toast_done_by_you",
+        (true, true) => "toast_cancelled_by_you",
+        (false, false) => "toast_done_by",
+        (false, true) => "toast_cancelled_by",
+    };
+    match by_name {
+        // Toasts are plain text: the name needs no escaping.
+        Some(name) => {
+            set(&mut vars, "name_zh", name);
+            set(&mut vars, "name_en", name);
+        }
+        None => add_message(&mut vars, "someone", ""),
+    }
+    toast("warning", key, &vars)
+}
+
+/// The toast that goes with a result card: what happened, in one line.
+pub fn toast_result(report: &ActReport) -> Toast {
+    let mut vars = base_vars(report.action, report.actor_open_id.as_deref());
+    let refs: Vec<WorkItemRef> = report.items.iter().map(|i| i.item_ref.clone()).collect();
+    add_subject(&mut vars, &refs);
+    let done = report
+        .items
+        .iter()
+        .filter(|i| i.outcome == Outcome::Done)
+        .count();
+    set(&mut vars, "done", done.to_string());
+    set(&mut vars, "count", report.items.len().to_string());
+    match (done, report.items.as_slice()) {
+        (d, items) if d == items.len() && d > 0 => toast("success", "toast_done", &vars),
+        (0, [item]) => {
+            // Toasts are plain text: the detail is shown as is.
+            set(
+                &mut vars,
+                "detail",
+                item.outcome.detail().unwrap_or_default(),
+            );
+            add_message(&mut vars, item.outcome.key(), "");
+            toast("error", "toast_failed_one", &vars)
+        }
+        (0, _) => toast("error", "toast_none", &vars),
+        _ => toast("warning", "toast_partly", &vars),
+    }
+}
+
+/// `subject_zh`/`subject_en`: the item id for one item, "N work items" for several.
+fn add_subject(vars: &mut Vars, refs: &[WorkItemRef]) {
+    if let [one] = refs {
+        set(vars, "subject_zh", one.id.to_string());
+        set(vars, "subject_en", one.id.to_string());
+    } else {
+        set(vars, "count", refs.len().to_string());
+        add_message(vars, "subject_many", "");
+    }
+}
+
+/// The words and style of a form's main button (`form_button_zh/en`, `form_intro_zh/en`).
+fn add_button_words(vars: &mut Vars, action: Action, words: &str) {
+    let style = match action {
+        Action::Abort => "danger",
+        Action::Restore => "primary",
+    };
+    set(vars, "form_button_type", style);
+    add_message(vars, words, "form_");
+}
+
+/// The variables of the shared action form (`cards/parts/action_form.json`).
+fn add_form(
+    vars: &mut Vars,
+    action: Action,
+    initial: Option<ReasonOption>,
+    reason: &str,
+    go: Value,
+    cancel: Option<Value>,
+    words: &str,
+) {
+    let options = action
         .options()
         .iter()
         .map(|o| {
@@ -178,9 +408,54 @@ pub fn picker(
             row
         })
         .collect();
-    vars.insert("options".into(), Var::List(options));
-    add_message(&mut vars, "picker", "");
-    cards::render("picker", &vars)
+    vars.insert("form_options".into(), Var::List(options));
+    set(
+        vars,
+        "form_initial",
+        initial.map(ReasonOption::key).unwrap_or_default(),
+    );
+    // An input's default value is plain text, not markdown: no escaping.
+    set(vars, "form_reason", reason);
+    vars.insert("go_value".into(), Var::Json(go));
+    if let Some(cancel) = cancel {
+        vars.insert("cancel_value".into(), Var::Json(cancel));
+    }
+    add_button_words(vars, action, words);
+}
+
+/// Undo / Abort again for the items that changed, Retry for those that may succeed later.
+fn add_result_controls(vars: &mut Vars, report: &ActReport, stamp: &CardStamp<'_>) {
+    let done: Vec<WorkItemRef> = report
+        .items
+        .iter()
+        .filter(|i| i.outcome == Outcome::Done)
+        .map(ItemReport::resolved_ref)
+        .collect();
+    if !done.is_empty() {
+        let opposite = report.action.opposite();
+        let go = stamp.value(Kind::Go, opposite, None, None, done);
+        let words = match opposite {
+            Action::Restore => "form_undo",
+            Action::Abort => "form_abort_again",
+        };
+        add_form(vars, opposite, None, "", go, None, words);
+    }
+    let retry: Vec<WorkItemRef> = report
+        .items
+        .iter()
+        .filter(|i| i.outcome.is_retryable())
+        .map(ItemReport::resolved_ref)
+        .collect();
+    if !retry.is_empty() {
+        let value = stamp.value(
+            Kind::Go,
+            report.action,
+            Some(report.option),
+            Some(report.reason.trim()),
+            retry,
+        );
+        vars.insert("retry_value".into(), Var::Json(value));
+    }
 }
 
 /// The answer to `/bind`.

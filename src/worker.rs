@@ -1,5 +1,5 @@
 //! Runs stored events after they were acknowledged. New events arrive on a channel from the
-//! routes; on start-up, whatever a crash left pending is loaded from the store first. Each
+//! routes; whatever a crash left pending was put on the same channel at start-up. Each
 //! event is finished in the store only after its reply went out, so nothing is lost; a
 //! redelivery cannot act twice because the PUT and the reply carry derived idempotency keys.
 
@@ -38,17 +38,6 @@ impl Worker {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let this = Arc::new(self);
-        match this.store.pending(10_000).await {
-            Ok(items) => {
-                if !items.is_empty() {
-                    tracing::info!(count = items.len(), "resuming events left pending");
-                }
-                for item in items {
-                    let _ = requeue.send(item);
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "cannot read pending events"),
-        }
         let limit = Arc::new(Semaphore::new(CONCURRENCY));
         let mut tasks = JoinSet::new();
         let mut purge = tokio::time::interval(Duration::from_secs(3600));

@@ -184,7 +184,8 @@ impl LarkApp {
             };
         };
         let iv: [u8; 16] = rand::random();
-        let body = json!({ "encrypt": crypto::encrypt(key, &envelope.to_string(), iv) }).to_string();
+        let body =
+            json!({ "encrypt": crypto::encrypt(key, &envelope.to_string(), iv) }).to_string();
         let ts = timestamp_secs.to_string();
         let nonce = format!("{:016x}", rand::random::<u64>());
         let signature = crypto::event_signature(&ts, &nonce, key, body.as_bytes());
@@ -232,8 +233,8 @@ mod tests {
         let env = a.envelope("e1", "x", "1", json!({"a": 1}));
         let sealed = a.seal(&env, 1_700_000_000);
         let outer: Value = serde_json::from_str(&sealed.body).expect("json");
-        let plain = crypto::decrypt("k", outer["encrypt"].as_str().expect("encrypt"))
-            .expect("decrypts");
+        let plain =
+            crypto::decrypt("k", outer["encrypt"].as_str().expect("encrypt")).expect("decrypts");
         assert_eq!(serde_json::from_str::<Value>(&plain).expect("json"), env);
         let h = |n: &str| {
             sealed

@@ -264,10 +264,10 @@ fn emu_answer(
     let Some(endpoint) = endpoint else {
         return (answer(404, 404, "not found", json!({})), None);
     };
-    if let Some(i) = s.faults.iter().position(|(e, _, _)| *e == endpoint) {
-        if let Some((_, status, code)) = s.faults.remove(i) {
-            return (answer(status, code, "injected failure", json!({})), None);
-        }
+    if let Some(i) = s.faults.iter().position(|(e, _, _)| *e == endpoint)
+        && let Some((_, status, code)) = s.faults.remove(i)
+    {
+        return (answer(status, code, "injected failure", json!({})), None);
     }
     if endpoint == Endpoint::Token {
         if body.get("app_id").and_then(Value::as_str) != Some(s.app_id.as_str())

@@ -71,6 +71,8 @@ impl LarkError {
 pub struct Contact {
     pub union_id: Option<String>,
     pub email: Option<String>,
+    /// Display name, for telling one person who else already clicked.
+    pub name: Option<String>,
 }
 
 pub struct LarkClientConfig {
@@ -176,6 +178,9 @@ impl LarkClient {
                 .unwrap_or_default()
                 .to_owned();
             return Err(LarkError::Api { code, msg, status });
+        }
+        if status >= 400 {
+            return Err(LarkError::Malformed { status });
         }
         Ok(answer)
     }
@@ -359,6 +364,7 @@ impl LarkClient {
         let contact = Contact {
             union_id: get("/data/user/union_id"),
             email: get("/data/user/enterprise_email").or_else(|| get("/data/user/email")),
+            name: get("/data/user/name"),
         };
         self.contacts
             .insert(open_id.to_owned(), contact.clone())

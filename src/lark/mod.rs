@@ -1,6 +1,7 @@
 //! The Lark / Feishu Open Platform side: what arrives (verified and decrypted by [`verify`],
 //! typed by [`envelope`] and [`message`]) and what the bot sends back ([`client`]).
 
+pub mod card_action;
 pub mod client;
 pub mod crypto;
 pub mod envelope;

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
+use crate::lark::card_action::CardClick;
 use crate::lark::envelope::Inbound;
 use crate::lark::message::ReceivedMessage;
 use crate::lark::verify::{Refusal, SignatureHeaders};
@@ -69,15 +70,7 @@ async fn respond(
         Inbound::Event(env) if env.event_type == "im.message.receive_v1" => {
             let msg = match ReceivedMessage::from_event(&env.body) {
                 Ok(m) => m,
-                Err(e) => {
-                    state.metrics.inbound(route, "refused");
-                    tracing::warn!(error = %e, "refused a malformed message event");
-                    return (
-                        StatusCode::BAD_REQUEST,
-                        Json(json!({ "msg": e.to_string() })),
-                    )
-                        .into_response();
-                }
+                Err(e) => return malformed(state, route, &e),
             };
             let payload = env.body.to_string();
             let accepted = state
@@ -113,22 +106,41 @@ async fn respond(
             tracing::debug!(event_type = %env.event_type, "ignoring an event type the bot does not act on");
             success()
         }
-        Inbound::CardAction(env) => {
-            match state
-                .store
-                .mark_seen(format!("click:{}", env.event_id), state.clock.now_secs())
-                .await
-            {
-                Ok(_) => {
-                    state.metrics.inbound(route, "card_action");
-                    Json(json!({})).into_response()
-                }
-                Err(e) => store_failed(state, route, &e),
-            }
+        Inbound::CardAction(env) => match CardClick::from_v2(&env) {
+            Ok(click) => click_answer(state, route, &click).await,
+            Err(e) => malformed(state, route, &e),
+        },
+        Inbound::LegacyCardAction(body) => match CardClick::from_legacy(&body) {
+            Ok(click) => click_answer(state, route, &click).await,
+            Err(e) => malformed(state, route, &e),
+        },
+    }
+}
+
+fn malformed(state: &AppState, route: &'static str, e: &dyn std::fmt::Display) -> Response {
+    state.metrics.inbound(route, "refused");
+    tracing::warn!(error = %e, "refused a malformed request");
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({ "msg": e.to_string() })),
+    )
+        .into_response()
+}
+
+/// A click is stored under its dedup key before anything acts on it, then answered inline.
+async fn click_answer(state: &AppState, route: &'static str, click: &CardClick) -> Response {
+    match state
+        .store
+        .mark_seen(click.click_id.clone(), state.clock.now_secs())
+        .await
+    {
+        Ok(first) => {
+            state
+                .metrics
+                .inbound(route, if first { "card_action" } else { "duplicate" });
+            let answer = state.interact.handle(click).await;
+            Json(answer.to_body(click.form)).into_response()
         }
-        Inbound::LegacyCardAction(_) => {
-            state.metrics.inbound(route, "card_action");
-            Json(json!({})).into_response()
-        }
+        Err(e) => store_failed(state, route, &e),
     }
 }

@@ -1,5 +1,6 @@
-//! The HTTP edge. Handlers verify, store durably and acknowledge; the work happens later in
-//! the [`crate::worker`]. Nothing that fails verification reaches the store.
+//! The HTTP edge. Handlers verify, store durably and acknowledge; messages are worked on later
+//! by the [`crate::worker`], card clicks inline by [`crate::interact`] (Lark waits for their
+//! answer). Nothing that fails verification reaches the store.
 
 mod events;
 mod health;
@@ -12,6 +13,7 @@ use axum::routing::{get, post};
 use tokio::sync::mpsc;
 
 use crate::clock::SharedClock;
+use crate::interact::Interact;
 use crate::lark::verify::Verifier;
 use crate::metrics::Metrics;
 use crate::store::{InboxItem, Store};
@@ -27,6 +29,8 @@ pub struct AppState {
     pub queue: mpsc::UnboundedSender<InboxItem>,
     pub metrics: Arc<Metrics>,
     pub clock: SharedClock,
+    /// Answers card clicks, inline and within Lark's 3 s.
+    pub interact: Arc<Interact>,
 }
 
 /// The bot's routes, as the contract names them.

@@ -465,3 +465,198 @@ impl ClockExt for ManualClock {
         self.now_secs().to_string()
     }
 }
+
+/// The first object in a card (depth first) whose `name` is `name`: a form field or a button.
+pub fn find_named<'a>(card: &'a Value, name: &str) -> Option<&'a Value> {
+    match card {
+        Value::Object(o) => {
+            if o.get("name").and_then(Value::as_str) == Some(name) && o.contains_key("tag") {
+                return Some(card);
+            }
+            o.values().find_map(|v| find_named(v, name))
+        }
+        Value::Array(a) => a.iter().find_map(|v| find_named(v, name)),
+        _ => None,
+    }
+}
+
+/// The callback value of the button named `name` on a card.
+pub fn button_value(card: &Value, name: &str) -> Value {
+    find_named(card, name)
+        .and_then(|b| b.pointer("/behaviors/0/value"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no button `{name}` on the card: {card}"))
+}
+
+/// What the bot answered to a click.
+#[derive(Debug)]
+pub struct Clicked {
+    pub status: u16,
+    pub body: Value,
+    /// How long the bot took to answer (Lark gives up after 3 s).
+    pub elapsed: Duration,
+    /// The card token Lark issued with the click (for the delayed-update API).
+    pub card_token: String,
+}
+
+impl Clicked {
+    /// The card in a 2.0 answer (`card.data`).
+    pub fn card(&self) -> Option<&Value> {
+        self.body.pointer("/card/data")
+    }
+
+    pub fn toast_en(&self) -> &str {
+        self.body
+            .pointer("/toast/content")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+
+    pub fn toast_type(&self) -> &str {
+        self.body
+            .pointer("/toast/type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+}
+
+/// One click as Lark reports it: who, on which message, what the button and form sent.
+#[derive(Debug, Clone)]
+pub struct ClickOn<'a> {
+    pub who: Person,
+    pub message_id: &'a str,
+    pub value: Value,
+    pub form: Value,
+    /// The callback's `header.event_id` (a redelivery repeats it).
+    pub event_id: String,
+    /// The clicked component's `name`.
+    pub button: String,
+}
+
+impl<'a> ClickOn<'a> {
+    /// A click on the button named `button` of the message's current card.
+    pub fn button(app: &TestApp, who: Person, message_id: &'a str, button: &str) -> Self {
+        let card = app
+            .lark
+            .message(message_id)
+            .unwrap_or_else(|| panic!("no message {message_id}"))
+            .card;
+        Self {
+            who,
+            message_id,
+            value: button_value(&card, button),
+            form: json!({}),
+            event_id: new_event_id(),
+            button: button.to_owned(),
+        }
+    }
+
+    pub fn form(mut self, form: Value) -> Self {
+        self.form = form;
+        self
+    }
+}
+
+impl TestApp {
+    /// Clicks as Lark does with a 2.0 `card.action.trigger` callback, encrypted and signed,
+    /// on `path`. Like Lark, a card in the answer replaces the message's card.
+    pub async fn click_on(&self, path: &str, click: &ClickOn<'_>) -> Clicked {
+        let card_token = format!("c-{:040x}", rand::random::<u128>());
+        self.lark
+            .state()
+            .card_tokens
+            .insert(card_token.clone(), click.message_id.to_owned());
+        let event = json!({
+            "operator": {"tenant_key": "2ca1d211f64f6438", "user_id": "",
+                         "open_id": click.who.open_id, "union_id": click.who.union_id},
+            "token": card_token,
+            "action": {"value": click.value, "tag": "button", "name": click.button, "form_value": click.form},
+            "host": "im_message",
+            "delivery_type": "",
+            "context": {"open_message_id": click.message_id, "open_chat_id": GROUP_CHAT}
+        });
+        let envelope = envelope(&click.event_id, "card.action.trigger", event);
+        let started = std::time::Instant::now();
+        let resp = self
+            .post_envelope(path, &envelope, &self.clock.now_secs_string())
+            .await;
+        let elapsed = started.elapsed();
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if let Some(card) = body.pointer("/card/data") {
+            self.show_card(click.message_id, card.clone());
+        }
+        Clicked {
+            status,
+            body,
+            elapsed,
+            card_token,
+        }
+    }
+
+    /// A 2.0 click on `/lark/events`.
+    pub async fn click(&self, click: &ClickOn<'_>) -> Clicked {
+        self.click_on("/lark/events", click).await
+    }
+
+    /// Clicks as the legacy card request URL does: plain JSON with the clicker's open_id
+    /// only, signed with SHA-1 over the verification token, on `/lark/cards`. The answer is
+    /// the new card itself (or a `{toast}`).
+    pub async fn legacy_click(&self, click: &ClickOn<'_>, signature: Option<&str>) -> Clicked {
+        let card_token = format!("c-{:040x}", rand::random::<u128>());
+        self.lark
+            .state()
+            .card_tokens
+            .insert(card_token.clone(), click.message_id.to_owned());
+        let body = json!({
+            "open_id": click.who.open_id, "user_id": "", "open_message_id": click.message_id,
+            "open_chat_id": GROUP_CHAT, "tenant_key": "2ca1d211f64f6438", "token": card_token,
+            "action": {"value": click.value, "tag": "button", "form_value": click.form}
+        })
+        .to_string();
+        let ts = self.clock.now_secs_string();
+        let nonce = format!("legacy-{}", rand::random::<u32>());
+        let sig = signature
+            .map(str::to_owned)
+            .unwrap_or_else(|| crypto::card_signature(&ts, &nonce, VT, body.as_bytes()));
+        let headers = [
+            ("X-Lark-Request-Timestamp", ts),
+            ("X-Lark-Request-Nonce", nonce),
+            ("X-Lark-Signature", sig),
+        ];
+        let started = std::time::Instant::now();
+        let resp = self.post_raw("/lark/cards", &headers, body).await;
+        let elapsed = started.elapsed();
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if body.get("schema").is_some() {
+            self.show_card(click.message_id, body.clone());
+        }
+        Clicked {
+            status,
+            body,
+            elapsed,
+            card_token,
+        }
+    }
+
+    /// What Lark does with a card in a callback answer: it replaces the message's card.
+    fn show_card(&self, message_id: &str, card: Value) {
+        if let Some(m) = self.lark.state().messages.get_mut(message_id) {
+            m.card = card;
+        }
+    }
+
+    /// Sends `text` and returns the id of the bot's reply and its card.
+    pub async fn say_for_card(&self, who: Person, chat: Chat, text: &str) -> (String, Value) {
+        let message_id = new_message_id();
+        let event = message_event(&new_event_id(), &message_id, who, chat, text);
+        assert_eq!(
+            self.post_event(&event).await.status(),
+            200,
+            "event accepted"
+        );
+        let reply = self.reply_to(&message_id).await;
+        (reply.message_id, reply.card)
+    }
+}

@@ -3,8 +3,11 @@
 
 mod helpers;
 
+mod card_snapshots;
 mod commands;
+mod interactive;
 mod outcomes;
 mod reliability;
+mod sandbox;
 mod snapshots;
 mod vectors;

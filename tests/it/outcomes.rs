@@ -21,7 +21,10 @@ async fn already_aborted_and_already_restored() {
     let card = app.say(ALICE, Chat::Group, "/abort 12348 cancel").await;
     assert_eq!(card_color(&card), "orange");
     assert!(card_text(&card).contains("was already aborted"));
-    assert!(card_text(&card).contains("/restore 12348 restart"), "what to do next");
+    assert!(
+        card_text(&card).contains("/restore 12348 restart"),
+        "what to do next"
+    );
     let card = app.say(ALICE, Chat::Group, "/restore 12345 restart").await;
     assert!(card_text(&card).contains("is not aborted"));
     assert_eq!(puts(&app), 2);
@@ -49,7 +52,11 @@ async fn not_found_at_the_put_too() {
 async fn state_flow_items_cannot_be_aborted() {
     let app = spawn_app().await;
     let card = app.say(ALICE, Chat::Group, "/abort 32001 cancel").await;
-    assert!(card_text(&card).contains("uses a state flow"), "{}", card_text(&card));
+    assert!(
+        card_text(&card).contains("uses a state flow"),
+        "{}",
+        card_text(&card)
+    );
     assert_eq!(puts(&app), 1);
 }
 
@@ -76,10 +83,16 @@ async fn reason_missing_from_the_server() {
 async fn no_permission_for_a_non_member_and_on_10301() {
     let app = spawn_app().await;
     let card = app.say(CAROL, Chat::Group, "/abort 12345 test").await;
-    assert!(card_text(&card).contains("no permission"), "{}", card_text(&card));
+    assert!(
+        card_text(&card).contains("no permission"),
+        "{}",
+        card_text(&card)
+    );
     assert_eq!(puts(&app), 0);
-    app.project
-        .push_fault(Endpoint::Abort, fault(401, 10301, "Check Token Perm Failed"));
+    app.project.push_fault(
+        Endpoint::Abort,
+        fault(401, 10301, "Check Token Perm Failed"),
+    );
     let card = app.say(ALICE, Chat::Group, "/abort 12345 test").await;
     assert!(card_text(&card).contains("no permission"));
     assert!(!app.project.item(12345).expect("item").aborted);
@@ -95,7 +108,11 @@ async fn unknown_space_in_a_url_ref() {
             "/abort https://project.feishu.cn/nowhere/story/detail/12345 test",
         )
         .await;
-    assert!(card_text(&card).contains("Space `nowhere` does not exist"), "{}", card_text(&card));
+    assert!(
+        card_text(&card).contains("Space `nowhere` does not exist"),
+        "{}",
+        card_text(&card)
+    );
     assert_eq!(puts(&app), 0);
 }
 
@@ -106,7 +123,10 @@ async fn a_lark_user_without_a_feishu_project_account() {
     assert!(card_text(&card).contains("not a Feishu Project user"));
     let queries = app.project.requests_to("POST", "/open_api/user/query");
     assert_eq!(queries.len(), 2, "by union_id, then by email");
-    assert_eq!(queries[0].body, serde_json::json!({"out_ids": [DAVE.union_id]}));
+    assert_eq!(
+        queries[0].body,
+        serde_json::json!({"out_ids": [DAVE.union_id]})
+    );
     assert_eq!(queries[1].body, serde_json::json!({"emails": [DAVE.email]}));
     assert_eq!(puts(&app), 0);
 }
@@ -135,8 +155,10 @@ async fn the_email_fallback_finds_a_user_whose_union_id_is_unknown() {
 #[tokio::test]
 async fn rate_limited_then_success_sends_the_same_idempotency_key() {
     let app = spawn_app().await;
-    app.project
-        .push_fault(Endpoint::Abort, fault(429, 10429, "API Request Frequency Limit"));
+    app.project.push_fault(
+        Endpoint::Abort,
+        fault(429, 10429, "API Request Frequency Limit"),
+    );
     let card = app.say(ALICE, Chat::Group, "/abort 12345 test").await;
     assert_eq!(card_color(&card), "green");
     let puts = app.project.requests_to("PUT", "/open_api/");
@@ -149,8 +171,10 @@ async fn rate_limited_then_success_sends_the_same_idempotency_key() {
 async fn busy_after_retries_says_try_again_and_changes_nothing() {
     let app = spawn_app().await;
     for _ in 0..4 {
-        app.project
-            .push_fault(Endpoint::Abort, fault(429, 10429, "API Request Frequency Limit"));
+        app.project.push_fault(
+            Endpoint::Abort,
+            fault(429, 10429, "API Request Frequency Limit"),
+        );
     }
     let card = app.say(ALICE, Chat::Group, "/abort 12345 test").await;
     let text = card_text(&card);
@@ -173,14 +197,20 @@ async fn upstream_down_is_retried_then_reported() {
         app.project.push_fault(Endpoint::Abort, fault(502, 0, ""));
     }
     let card = app.say(ALICE, Chat::Group, "/restore 12345 rollback").await;
-    assert!(card_text(&card).contains("HTTP 502"), "{}", card_text(&card));
+    assert!(
+        card_text(&card).contains("HTTP 502"),
+        "{}",
+        card_text(&card)
+    );
 }
 
 #[tokio::test]
 async fn an_unknown_error_code_is_shown_with_its_code() {
     let app = spawn_app().await;
-    app.project
-        .push_fault(Endpoint::Abort, fault(400, 20044, "work item type disabled"));
+    app.project.push_fault(
+        Endpoint::Abort,
+        fault(400, 20044, "work item type disabled"),
+    );
     let card = app.say(ALICE, Chat::Group, "/abort 12345 test").await;
     assert!(card_text(&card).contains("20044 work item type disabled"));
 }

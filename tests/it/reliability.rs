@@ -11,16 +11,23 @@ use serde_json::json;
 async fn a_redelivered_event_acts_and_replies_once() {
     let app = spawn_app().await;
     let (event_id, message_id) = (new_event_id(), new_message_id());
-    let event = message_event(&event_id, &message_id, ALICE, Chat::Group, "/abort 12345 test");
+    let event = message_event(
+        &event_id,
+        &message_id,
+        ALICE,
+        Chat::Group,
+        "/abort 12345 test",
+    );
     for _ in 0..3 {
         assert_eq!(app.post_event(&event).await.status(), 200);
     }
     app.reply_to(&message_id).await;
     assert_eq!(app.settled_replies(&message_id).await.len(), 1);
     assert_eq!(app.project.requests_to("PUT", "/open_api/").len(), 1);
-    let reply_calls = app
-        .lark
-        .requests_to("POST", &format!("/open-apis/im/v1/messages/{message_id}/reply"));
+    let reply_calls = app.lark.requests_to(
+        "POST",
+        &format!("/open-apis/im/v1/messages/{message_id}/reply"),
+    );
     assert_eq!(reply_calls.len(), 1);
 }
 
@@ -29,7 +36,13 @@ async fn the_same_message_under_two_event_ids_is_one_command() {
     let app = spawn_app().await;
     let message_id = new_message_id();
     for _ in 0..2 {
-        let event = message_event(&new_event_id(), &message_id, ALICE, Chat::Group, "/abort 12345 test");
+        let event = message_event(
+            &new_event_id(),
+            &message_id,
+            ALICE,
+            Chat::Group,
+            "/abort 12345 test",
+        );
         assert_eq!(app.post_event(&event).await.status(), 200);
     }
     assert_eq!(app.settled_replies(&message_id).await.len(), 1);
@@ -54,17 +67,36 @@ async fn a_crash_after_the_put_landed_aborts_exactly_once() {
     app.project
         .push_fault(Endpoint::Abort, Fault::Hang { apply: true });
     let message_id = new_message_id();
-    let event = message_event(&new_event_id(), &message_id, ALICE, Chat::Group, "/abort 12345 repeat");
-    assert_eq!(app.post_event(&event).await.status(), 200, "acked after the durable write");
+    let event = message_event(
+        &new_event_id(),
+        &message_id,
+        ALICE,
+        Chat::Group,
+        "/abort 12345 repeat",
+    );
+    assert_eq!(
+        app.post_event(&event).await.status(),
+        200,
+        "acked after the durable write"
+    );
     wait_for_puts(&app, 1).await;
     app.crash();
     assert!(app.lark.replies_to(&message_id).is_empty());
 
     let app = app.restart().await;
     let reply = app.reply_to(&message_id).await;
-    assert_eq!(card_color(&reply.card), "green", "{}", card_text(&reply.card));
+    assert_eq!(
+        card_color(&reply.card),
+        "green",
+        "{}",
+        card_text(&reply.card)
+    );
     let puts = app.project.requests_to("PUT", "/open_api/");
-    assert_eq!(puts.len(), 2, "the pending event ran again after the restart");
+    assert_eq!(
+        puts.len(),
+        2,
+        "the pending event ran again after the restart"
+    );
     assert_eq!(puts[0].header("x-idem-uuid"), puts[1].header("x-idem-uuid"));
     let item = app.project.item(12345).expect("item");
     assert!(item.aborted);
@@ -76,12 +108,23 @@ async fn a_crash_after_the_put_landed_aborts_exactly_once() {
 async fn a_crash_before_the_put_loses_nothing() {
     let mut app = spawn_app().await;
     // The bot dies while looking the user up: nothing was sent yet.
-    app.project.push_fault(Endpoint::UserQuery, Fault::Hang { apply: false });
+    app.project
+        .push_fault(Endpoint::UserQuery, Fault::Hang { apply: false });
     let message_id = new_message_id();
-    let event = message_event(&new_event_id(), &message_id, ALICE, Chat::Group, "/abort 12346 cancel");
+    let event = message_event(
+        &new_event_id(),
+        &message_id,
+        ALICE,
+        Chat::Group,
+        "/abort 12346 cancel",
+    );
     assert_eq!(app.post_event(&event).await.status(), 200);
     for _ in 0..250 {
-        if !app.project.requests_to("POST", "/open_api/user/query").is_empty() {
+        if !app
+            .project
+            .requests_to("POST", "/open_api/user/query")
+            .is_empty()
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -99,11 +142,21 @@ async fn graceful_stop_finishes_in_flight_work() {
     app.project
         .push_fault(Endpoint::Abort, Fault::Delay(Duration::from_millis(400)));
     let message_id = new_message_id();
-    let event = message_event(&new_event_id(), &message_id, ALICE, Chat::Group, "/abort 12347 test");
+    let event = message_event(
+        &new_event_id(),
+        &message_id,
+        ALICE,
+        Chat::Group,
+        "/abort 12347 test",
+    );
     assert_eq!(app.post_event(&event).await.status(), 200);
     wait_for_puts(&app, 1).await;
     app.stop().await.expect("clean stop");
-    assert_eq!(app.lark.replies_to(&message_id).len(), 1, "the reply went out before exit");
+    assert_eq!(
+        app.lark.replies_to(&message_id).len(),
+        1,
+        "the reply went out before exit"
+    );
     assert!(
         app.http.get(app.url("/healthz")).send().await.is_err(),
         "no longer accepting"
@@ -139,7 +192,12 @@ async fn tokens_are_refreshed_before_they_expire() {
     app.project.clear_requests();
     app.lark.clear_requests();
     app.say(ALICE, Chat::Group, "/restore 12345 restart").await;
-    assert_eq!(app.project.requests_to("POST", "/open_api/authen/plugin_token").len(), 1);
+    assert_eq!(
+        app.project
+            .requests_to("POST", "/open_api/authen/plugin_token")
+            .len(),
+        1
+    );
     assert_eq!(
         app.lark
             .requests_to("POST", "/open-apis/auth/v3/tenant_access_token/internal")
@@ -184,7 +242,9 @@ async fn steady_state_costs_one_put_and_one_reply() {
         .collect();
     assert_eq!(
         project,
-        [format!("PUT /open_api/{PROJECT_KEY}/work_item/story/12345/abort")]
+        [format!(
+            "PUT /open_api/{PROJECT_KEY}/work_item/story/12345/abort"
+        )]
     );
     let lark: Vec<String> = app.lark.requests().into_iter().map(|r| r.method).collect();
     assert_eq!(lark, ["POST"], "only the reply");
@@ -202,9 +262,18 @@ async fn a_body_over_one_mebibyte_is_refused() {
 #[tokio::test]
 async fn unsigned_events_are_refused_when_an_encrypt_key_is_set() {
     let app = spawn_app().await;
-    let event = message_event(&new_event_id(), &new_message_id(), ALICE, Chat::Group, "/abort 12345 test");
-    let encrypted = json!({"encrypt": abort_bot::lark::crypto::encrypt(EK, &event.to_string(), [1; 16])});
-    let resp = app.post_raw("/lark/events", &[], encrypted.to_string()).await;
+    let event = message_event(
+        &new_event_id(),
+        &new_message_id(),
+        ALICE,
+        Chat::Group,
+        "/abort 12345 test",
+    );
+    let encrypted =
+        json!({"encrypt": abort_bot::lark::crypto::encrypt(EK, &event.to_string(), [1; 16])});
+    let resp = app
+        .post_raw("/lark/events", &[], encrypted.to_string())
+        .await;
     assert_eq!(resp.status(), 401);
     let plain = app.post_raw("/lark/events", &[], event.to_string()).await;
     assert!(plain.status() == 401 || plain.status() == 400);
@@ -219,11 +288,23 @@ async fn without_an_encrypt_key_the_token_is_the_check() {
         ..Options::default()
     })
     .await;
-    let mut event = message_event(&new_event_id(), &new_message_id(), ALICE, Chat::Group, "/abort 12345 test");
+    let mut event = message_event(
+        &new_event_id(),
+        &new_message_id(),
+        ALICE,
+        Chat::Group,
+        "/abort 12345 test",
+    );
     event["header"]["token"] = "wrong".into();
     assert_eq!(app.post_event(&event).await.status(), 401);
     let message_id = new_message_id();
-    let event = message_event(&new_event_id(), &message_id, ALICE, Chat::Group, "/abort 12345 test");
+    let event = message_event(
+        &new_event_id(),
+        &message_id,
+        ALICE,
+        Chat::Group,
+        "/abort 12345 test",
+    );
     assert_eq!(app.post_event(&event).await.status(), 200);
     app.reply_to(&message_id).await;
     // A schema 1.0 envelope is checked on its top-level token too.
@@ -240,8 +321,40 @@ async fn health_readiness_and_metrics() {
     let get = |p: &str| app.http.get(app.url(p)).send();
     assert_eq!(get("/healthz").await.expect("healthz").status(), 200);
     assert_eq!(get("/readyz").await.expect("readyz").status(), 200);
-    let metrics = get("/metrics").await.expect("metrics").text().await.expect("text");
-    assert!(metrics.contains("abort_bot_inbound_requests_total{route=\"events\",result=\"accepted\"} 1"), "{metrics}");
-    assert!(metrics.contains("abort_bot_outcomes_total{action=\"abort\",outcome=\"done\"} 1"), "{metrics}");
+    let metrics = get("/metrics")
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics
+            .contains("abort_bot_inbound_requests_total{route=\"events\",result=\"accepted\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("abort_bot_outcomes_total{action=\"abort\",outcome=\"done\"} 1"),
+        "{metrics}"
+    );
     assert!(metrics.contains("service=\"feishu_project\""), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_failed_reply_is_retried_later_without_a_second_abort() {
+    let app = spawn_app().await;
+    // The reply fails through every one of the client's own retries; the worker tries the
+    // whole message again later, and the repeated PUT is recognised as the bot's own.
+    for _ in 0..4 {
+        app.lark
+            .push_fault(abort_bot::emulator::lark::Endpoint::Reply, 500, 0);
+    }
+    let message_id = new_message_id();
+    let event = message_event(&new_event_id(), &message_id, ALICE, Chat::Group, "/abort 12345 test");
+    assert_eq!(app.post_event(&event).await.status(), 200);
+    let reply = app.reply_to(&message_id).await;
+    assert_eq!(card_color(&reply.card), "green", "{}", card_text(&reply.card));
+    let puts = app.project.requests_to("PUT", "/open_api/");
+    assert_eq!(puts.len(), 2);
+    assert_eq!(puts[0].header("x-idem-uuid"), puts[1].header("x-idem-uuid"));
+    assert_eq!(app.project.item(12345).expect("item").reason_option, "test");
 }

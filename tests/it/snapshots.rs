@@ -1,12 +1,20 @@
 //! Every card the text path sends, snapshotted (zh_cn and en_us live side by side in each
 //! card's `i18n_content`). Review changes with `cargo insta review`.
 
-use abort_bot::command::{ActCommand, OptionChoice, ParseError};
+use abort_bot::card_value::{CardStamp, Signer};
+use abort_bot::command::ParseError;
 use abort_bot::domain::{Action, ReasonOption, WorkItemRef};
 use abort_bot::project::{Space, WorkItem};
-use abort_bot::service::{ActReport, ItemReport, Outcome};
+use abort_bot::service::{ActReport, Found, ItemReport, Outcome};
 use abort_bot::views;
 use url::Url;
+
+/// Button values are signed and carry the card's nonce: fixed here so snapshots are stable.
+fn stamp() -> CardStamp<'static> {
+    static SIGNER: std::sync::LazyLock<Signer> =
+        std::sync::LazyLock::new(|| Signer::new("snapshot card secret".to_owned().into()));
+    CardStamp::fixed(&SIGNER, "0123456789abcdef0123456789abcdef", 1_716_883_201)
+}
 
 fn web() -> Url {
     Url::parse("https://project.feishu.cn").expect("url")
@@ -77,10 +85,17 @@ fn outcome_cards() {
     for outcome in outcomes {
         let name = format!("outcome_{}", outcome.key());
         let mut r = item_report(12345, outcome.clone());
-        if matches!(outcome, Outcome::NotFound | Outcome::NoSpace | Outcome::UnknownSpace | Outcome::NotAUser) {
+        if matches!(
+            outcome,
+            Outcome::NotFound | Outcome::NoSpace | Outcome::UnknownSpace | Outcome::NotAUser
+        ) {
             r.item = None;
         }
-        let card = views::act_report(&report(Action::Abort, ReasonOption::Repeat, vec![r]), &web());
+        let card = views::act_report(
+            &report(Action::Abort, ReasonOption::Repeat, vec![r]),
+            &web(),
+            &stamp(),
+        );
         insta::assert_json_snapshot!(name, card);
     }
 }
@@ -94,6 +109,7 @@ fn restore_done_card() {
             vec![item_report(12348, Outcome::Done)],
         ),
         &web(),
+        &stamp(),
     );
     insta::assert_json_snapshot!(card);
 }
@@ -114,6 +130,7 @@ fn batch_card() {
             ],
         ),
         &web(),
+        &stamp(),
     );
     insta::assert_json_snapshot!(card);
 }
@@ -129,20 +146,26 @@ fn help_cards() {
 
 #[test]
 fn picker_card() {
-    let cmd = ActCommand {
-        action: Action::Abort,
-        refs: vec![WorkItemRef {
+    let found = Found {
+        item_ref: WorkItemRef {
             space: None,
             type_key: None,
             id: 12345,
-        }],
-        choice: OptionChoice::Missing {
-            reason: "late".into(),
         },
+        space_key: "doc".into(),
+        space: space(),
+        item: item(12345, "Export a space as *PDF* <b>"),
+    };
+    let picker = views::Picker {
+        action: Action::Abort,
+        lookups: &[Ok(found)],
+        did_you_mean: Some(("repat", ReasonOption::Repeat)),
+        reason: "late",
+        actor_open_id: Some("ou_1"),
     };
     insta::assert_json_snapshot!(
         "picker_did_you_mean",
-        views::picker(&cmd, Some(("repat", ReasonOption::Repeat)), "late", Some("ou_1"))
+        views::picker(&picker, &web(), &stamp())
     );
 }
 

@@ -6,7 +6,9 @@ use abort_bot::lark::crypto;
 use serde_json::Value;
 
 fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key].as_str().unwrap_or_else(|| panic!("vector field {key}"))
+    v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("vector field {key}"))
 }
 
 #[test]
@@ -150,7 +152,11 @@ async fn challenges_are_answered_plain_and_encrypted() {
         let v = vector(name);
         let app = app_for(&v).await;
         let (status, body) = post_vector(&app, &v).await;
-        assert_eq!((status, body), (200, serde_json::json!({ "challenge": challenge })), "{name}");
+        assert_eq!(
+            (status, body),
+            (200, serde_json::json!({ "challenge": challenge })),
+            "{name}"
+        );
         assert!(app.project.requests().is_empty() && app.lark.requests().is_empty());
     }
 }
@@ -214,7 +220,10 @@ async fn negative_vectors_are_refused_with_no_side_effect() {
         let (status, body) = post_vector(&app, &v).await;
         assert_eq!(status, expected, "{name}: {body}");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        assert!(app.project.requests().is_empty(), "{name}: no upstream call");
+        assert!(
+            app.project.requests().is_empty(),
+            "{name}: no upstream call"
+        );
         assert!(app.lark.requests().is_empty(), "{name}: no upstream call");
     }
 }
@@ -245,10 +254,16 @@ async fn a_refused_event_stays_unseen_so_the_correct_delivery_still_runs() {
 #[tokio::test]
 async fn timestamps_outside_the_window_are_refused() {
     let v = vector("im.message.receive_v1-group-mention-encrypted");
-    let ts: i64 = s(&v["headers"], "X-Lark-Request-Timestamp").parse().expect("ts");
+    let ts: i64 = s(&v["headers"], "X-Lark-Request-Timestamp")
+        .parse()
+        .expect("ts");
     let app = app_for(&v).await;
     app.clock.set_secs(ts + 24 * 3600 + 1);
-    assert_eq!(post_vector(&app, &v).await.0, 401, "older than the retention");
+    assert_eq!(
+        post_vector(&app, &v).await.0,
+        401,
+        "older than the retention"
+    );
     app.clock.set_secs(ts - 301);
     assert_eq!(post_vector(&app, &v).await.0, 401, "more than 5 min ahead");
     app.clock.set_secs(ts - 299);

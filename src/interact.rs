@@ -1,0 +1,337 @@
+//! What a card click does: check the button value, claim the card, run the action through
+//! the same [`Service`] as a typed command (as the person who clicked), and answer within
+//! Lark's 3 seconds.
+//!
+//! The order matters. The click is already stored under its dedup key by the route. Then:
+//! the value's HMAC and age are checked (a forged, unknown or expired value changes nothing);
+//! the form is checked (`other` needs a reason) before anything is stored, so the clicker can
+//! fix it and click again; then the card's one action is claimed durably under the card's
+//! nonce, so a double click, a redelivery or a second person gets a toast saying who already
+//! acted. The action runs under a 2.5 s budget; past it the answer is an "in progress" card
+//! and the result follows with the delayed-update API, or a PATCH of the message.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::card_value::{ButtonValue, CardStamp, Kind, Signer};
+use crate::cards::Vars;
+use crate::domain::ReasonOption;
+use crate::lark::card_action::{CallbackAnswer, CardClick};
+use crate::service::{ActRequest, Service};
+use crate::store::{Claim, ClaimRequest};
+use crate::views;
+
+/// JSON 2.0 cards can be used for 14 days after they were sent.
+pub const INTERACTION_WINDOW_SECS: i64 = 14 * 24 * 3600;
+/// Lark waits 3 s for an answer; this leaves room for the network.
+pub const DEFAULT_BUDGET: Duration = Duration::from_millis(2500);
+/// An unfinished claim older than this belongs to a click whose process died.
+const STALE_CLAIM_SECS: i64 = 120;
+/// The delayed update must come after Lark has the callback's answer; the answer leaves as
+/// soon as the handler returns, so waiting this long after it is enough.
+const AFTER_ANSWER: Duration = Duration::from_millis(300);
+
+pub struct Interact {
+    pub service: Arc<Service>,
+    pub signer: Arc<Signer>,
+    /// How long a click may work before the answer goes out without the result.
+    pub budget: Duration,
+}
+
+impl Interact {
+    /// Answers one click (already stored under its dedup key).
+    pub async fn handle(&self, click: &CardClick) -> CallbackAnswer {
+        let now = self.service.clock.now_secs();
+        let value = match self.signer.verify(&click.value) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "refused a card click with an invalid value");
+                return toast_only("error", "toast_invalid");
+            }
+        };
+        if now.saturating_sub(value.issued_at) > INTERACTION_WINDOW_SECS {
+            return toast_only("warning", "toast_expired");
+        }
+        let choice = match value.kind {
+            Kind::Cancel => None,
+            Kind::Go => match choose(&value, click) {
+                Ok(choice) => Some(choice),
+                Err(refusal) => return toast_only("warning", refusal),
+            },
+        };
+        let claim = self
+            .service
+            .store
+            .claim_card(ClaimRequest {
+                nonce: value.nonce.clone(),
+                click_id: click.click_id.clone(),
+                kind: value.kind.key().to_owned(),
+                by_open_id: click.operator.open_id.clone().unwrap_or_default(),
+                now,
+                expires_at: value.issued_at.saturating_add(INTERACTION_WINDOW_SECS),
+                stale_before: now - STALE_CLAIM_SECS,
+            })
+            .await;
+        match claim {
+            Ok(Claim::Granted) => {}
+            Ok(Claim::Held(held)) => return self.already(click, &held).await,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot claim a card; nothing done");
+                return toast_only("error", "toast_error");
+            }
+        }
+        let clicker = click.operator.open_id.as_deref();
+        let Some((option, reason)) = choice else {
+            let card = views::cancelled(value.action, &value.items, clicker);
+            self.finish(&value.nonce, &card).await;
+            return CallbackAnswer {
+                toast: Some(views::toast("info", "toast_cancelled", &Vars::new())),
+                card: Some(card),
+            };
+        };
+        self.go(click, value, option, reason).await
+    }
+
+    /// Runs the action; answers with the result, or with "in progress" past the budget.
+    async fn go(
+        &self,
+        click: &CardClick,
+        value: ButtonValue,
+        option: ReasonOption,
+        reason: String,
+    ) -> CallbackAnswer {
+        let req = ActRequest {
+            action: value.action,
+            option,
+            reason,
+            refs: value.items.clone(),
+            chat_id: click.open_chat_id.clone(),
+            // One card acts once, so the card (not the click) names the request: a second
+            // click can never produce a second X-IDEM-UUID.
+            origin: format!("card:{}", value.nonce),
+            actor: click.operator.clone(),
+        };
+        let service = self.service.clone();
+        let signer = self.signer.clone();
+        let nonce = value.nonce.clone();
+        let mut work = tokio::spawn(async move {
+            let report = service.act(&req).await;
+            let stamp = CardStamp::new(&signer, service.clock.now_secs());
+            let card = views::act_report(&report, &service.web_url, &stamp);
+            if let Err(e) = service.store.finish_card(nonce, card.to_string()).await {
+                tracing::error!(error = %e, "cannot store a card's result");
+            }
+            (views::toast_result(&report), card)
+        });
+        match tokio::time::timeout(self.budget, &mut work).await {
+            Ok(Ok((toast, card))) => CallbackAnswer {
+                toast: Some(toast),
+                card: Some(card),
+            },
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "a card action failed");
+                toast_only("error", "toast_error")
+            }
+            Err(_) => {
+                let answered = Instant::now();
+                let lark = self.service.lark.clone();
+                let token = click.card_token.clone();
+                let message_id = click.open_message_id.clone();
+                tokio::spawn(async move {
+                    let Ok((_, card)) = work.await else {
+                        tracing::error!("a slow card action failed; the card stays in progress");
+                        return;
+                    };
+                    tokio::time::sleep_until(answered + AFTER_ANSWER).await;
+                    deliver_late(&lark, token.as_deref(), message_id.as_deref(), &card).await;
+                });
+                CallbackAnswer {
+                    toast: Some(views::toast("info", "toast_in_progress", &Vars::new())),
+                    card: Some(views::progress(
+                        value.action,
+                        &value.items,
+                        click.operator.open_id.as_deref(),
+                    )),
+                }
+            }
+        }
+    }
+
+    /// The answer when the card was used before: by this very click (a redelivery: the same
+    /// answer again), or by someone else (who, and the card as it is now).
+    async fn already(&self, click: &CardClick, held: &crate::store::CardClaim) -> CallbackAnswer {
+        let card = held
+            .result
+            .as_deref()
+            .and_then(|r| serde_json::from_str::<Value>(r).ok());
+        if held.click_id == click.click_id {
+            return match card {
+                Some(card) => CallbackAnswer {
+                    toast: None,
+                    card: Some(card),
+                },
+                None => toast_only("info", "toast_in_progress"),
+            };
+        }
+        let by_you = click.operator.open_id.as_deref() == Some(held.by_open_id.as_str());
+        let name = if by_you || held.by_open_id.is_empty() {
+            None
+        } else {
+            self.service
+                .lark
+                .contact(&held.by_open_id)
+                .await
+                .ok()
+                .and_then(|c| c.name)
+        };
+        CallbackAnswer {
+            toast: Some(views::toast_already(
+                held.kind == Kind::Cancel.key(),
+                name.as_deref(),
+                by_you,
+            )),
+            card,
+        }
+    }
+
+    async fn finish(&self, nonce: &str, card: &Value) {
+        if let Err(e) = self
+            .service
+            .store
+            .finish_card(nonce.to_owned(), card.to_string())
+            .await
+        {
+            tracing::error!(error = %e, "cannot store a card's result");
+        }
+    }
+}
+
+/// The option and reason a Go click acts with: preset in the value (Retry, batch Confirm) or
+/// chosen on the card's form. Err is the toast that says what is missing.
+fn choose(value: &ButtonValue, click: &CardClick) -> Result<(ReasonOption, String), &'static str> {
+    let option = match value.option {
+        Some(o) => o,
+        None => {
+            let picked = click.field("option").or(click.option.as_deref());
+            let Some(picked) = picked.filter(|p| !p.is_empty()) else {
+                return Err("toast_pick_option");
+            };
+            // The select offers only the action's options; anything else was not a choice.
+            ReasonOption::parse_key(picked)
+                .filter(|o| value.action.options().contains(o))
+                .ok_or("toast_pick_option")?
+        }
+    };
+    let reason = match &value.reason {
+        Some(r) => r.clone(),
+        None => click
+            .field("reason")
+            .or(click.input_value.as_deref())
+            .unwrap_or_default()
+            .chars()
+            .take(crate::card_value::MAX_REASON_CHARS)
+            .collect(),
+    };
+    if option.needs_reason() && reason.trim().is_empty() {
+        return Err("toast_reason_needed");
+    }
+    Ok((option, reason.trim().to_owned()))
+}
+
+fn toast_only(kind: &'static str, key: &str) -> CallbackAnswer {
+    CallbackAnswer {
+        toast: Some(views::toast(kind, key, &Vars::new())),
+        card: None,
+    }
+}
+
+/// Puts the result on the card after the callback was answered: the delayed-update API with
+/// the click's token, or, without a token or when it fails, a PATCH of the message.
+async fn deliver_late(
+    lark: &crate::lark::client::LarkClient,
+    token: Option<&str>,
+    message_id: Option<&str>,
+    card: &Value,
+) {
+    if let Some(token) = token {
+        match lark.delayed_update(token, card).await {
+            Ok(()) => return,
+            Err(e) => tracing::warn!(error = %e, "delayed card update failed; patching instead"),
+        }
+    }
+    match message_id {
+        Some(id) => {
+            if let Err(e) = lark.patch_card(id, card).await {
+                tracing::error!(error = %e, "could not put the result on the card");
+            }
+        }
+        None => tracing::error!("no token and no message to put a late result on"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Action;
+    use crate::lark::card_action::CallbackForm;
+    use crate::lark::message::UserIds;
+    use serde_json::{Map, json};
+
+    fn click(form: Value) -> CardClick {
+        CardClick {
+            form: CallbackForm::V2,
+            click_id: "click:e".into(),
+            operator: UserIds::default(),
+            card_token: None,
+            open_message_id: None,
+            open_chat_id: None,
+            value: Value::Null,
+            option: None,
+            input_value: None,
+            form_value: form.as_object().cloned().unwrap_or_else(Map::new),
+        }
+    }
+
+    fn value(action: Action, option: Option<ReasonOption>) -> ButtonValue {
+        ButtonValue {
+            kind: Kind::Go,
+            action,
+            option,
+            reason: None,
+            items: Vec::new(),
+            nonce: "n".into(),
+            issued_at: 0,
+        }
+    }
+
+    #[test]
+    fn the_form_decides_option_and_reason() {
+        let v = value(Action::Abort, None);
+        assert_eq!(
+            choose(&v, &click(json!({"option": "repeat", "reason": " dup "}))),
+            Ok((ReasonOption::Repeat, "dup".into()))
+        );
+        assert_eq!(choose(&v, &click(json!({}))), Err("toast_pick_option"));
+        assert_eq!(
+            choose(&v, &click(json!({"option": "restart"}))),
+            Err("toast_pick_option"),
+            "a restore option on an abort card"
+        );
+        assert_eq!(
+            choose(&v, &click(json!({"option": "other", "reason": "  "}))),
+            Err("toast_reason_needed")
+        );
+        let preset = ButtonValue {
+            reason: Some("why".into()),
+            ..value(Action::Restore, Some(ReasonOption::Rollback))
+        };
+        assert_eq!(
+            choose(&preset, &click(json!({"option": "restart"}))),
+            Ok((ReasonOption::Rollback, "why".into())),
+            "a preset option is not overridden by the form"
+        );
+    }
+}

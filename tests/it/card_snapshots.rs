@@ -1,0 +1,237 @@
+//! Every card and toast of the interactive side, snapshotted (zh_cn and en_us side by side in
+//! each `i18n_content` / toast `i18n`). Button values are signed with a fixed secret and nonce
+//! so the snapshots are stable. Review changes with `cargo insta review`.
+
+use abort_bot::card_value::{CardStamp, Signer};
+use abort_bot::cards::Vars;
+use abort_bot::domain::{Action, ReasonOption, WorkItemRef};
+use abort_bot::project::{Space, WorkItem};
+use abort_bot::service::{ActReport, Found, ItemReport, Outcome};
+use abort_bot::views::{self, BatchRequest, Picker};
+use serde_json::{Map, Value};
+use url::Url;
+
+const ACTOR: &str = "ou_84aad35d084aa403a838cf73ee18467";
+
+fn stamp() -> CardStamp<'static> {
+    static SIGNER: std::sync::LazyLock<Signer> =
+        std::sync::LazyLock::new(|| Signer::new("snapshot card secret".to_owned().into()));
+    CardStamp::fixed(&SIGNER, "fedcba9876543210fedcba9876543210", 1_716_883_201)
+}
+
+fn web() -> Url {
+    Url::parse("https://project.feishu.cn").expect("url")
+}
+
+fn id_ref(id: u64) -> WorkItemRef {
+    WorkItemRef {
+        space: None,
+        type_key: None,
+        id,
+    }
+}
+
+fn space() -> Space {
+    Space {
+        project_key: "60acd5610444ba031b503055".into(),
+        name: "Docs Team".into(),
+        simple_name: "doc".into(),
+    }
+}
+
+fn found(id: u64, name: &str, aborted: Option<bool>) -> Found {
+    Found {
+        item_ref: id_ref(id),
+        space_key: "doc".into(),
+        space: space(),
+        item: WorkItem {
+            id,
+            name: name.into(),
+            work_item_type_key: "story".into(),
+            project_key: space().project_key,
+            simple_name: "doc".into(),
+            pattern: "Node".into(),
+            is_aborted: aborted,
+            type_name: "需求".into(),
+        },
+    }
+}
+
+fn reported(id: u64, outcome: Outcome) -> ItemReport {
+    let f = found(id, "Export a space as PDF", Some(false));
+    ItemReport {
+        item_ref: f.item_ref,
+        space_key: Some(f.space_key),
+        space: Some(f.space),
+        item: Some(f.item),
+        outcome,
+    }
+}
+
+#[test]
+fn picker_for_one_item_with_a_prefilled_reason() {
+    let lookups = [Ok(found(12345, "Export a space as PDF", Some(false)))];
+    let picker = Picker {
+        action: Action::Abort,
+        lookups: &lookups,
+        did_you_mean: None,
+        reason: "because it is late",
+        actor_open_id: Some(ACTOR),
+    };
+    insta::assert_json_snapshot!(views::picker(&picker, &web(), &stamp()));
+}
+
+#[test]
+fn restore_picker_for_several_items_one_not_found() {
+    let lookups = [
+        Ok(found(12348, "Old onboarding flow", Some(true))),
+        Ok(found(12001, "PDF export (first attempt)", None)),
+        Err(ItemReport::failed(
+            &id_ref(99999),
+            Some("doc".into()),
+            Some(space()),
+            Outcome::NotFound,
+        )),
+    ];
+    let picker = Picker {
+        action: Action::Restore,
+        lookups: &lookups,
+        did_you_mean: None,
+        reason: "",
+        actor_open_id: Some(ACTOR),
+    };
+    insta::assert_json_snapshot!(views::picker(&picker, &web(), &stamp()));
+}
+
+#[test]
+fn picker_with_nothing_to_act_on() {
+    let lookups = [Err(ItemReport::failed(
+        &id_ref(12345),
+        None,
+        None,
+        Outcome::NotAUser,
+    ))];
+    let picker = Picker {
+        action: Action::Abort,
+        lookups: &lookups,
+        did_you_mean: None,
+        reason: "",
+        actor_open_id: Some(ACTOR),
+    };
+    insta::assert_json_snapshot!(views::picker(&picker, &web(), &stamp()));
+}
+
+#[test]
+fn batch_confirmation() {
+    let refs: Vec<WorkItemRef> = (12345..12351)
+        .map(|id| WorkItemRef {
+            space: Some("doc".into()),
+            ..id_ref(id)
+        })
+        .collect();
+    let card = views::confirm_batch(
+        &BatchRequest {
+            action: Action::Abort,
+            option: ReasonOption::Other,
+            reason: "quarterly clean-up",
+            refs: &refs,
+            actor_open_id: Some(ACTOR),
+            limit: 5,
+        },
+        &stamp(),
+    );
+    insta::assert_json_snapshot!(card);
+}
+
+#[test]
+fn batch_result_with_undo_and_retry() {
+    let report = ActReport {
+        action: Action::Abort,
+        option: ReasonOption::Repeat,
+        reason: "merged".into(),
+        actor_open_id: Some(ACTOR.into()),
+        items: vec![
+            reported(12345, Outcome::Done),
+            reported(
+                12346,
+                Outcome::Busy("10429 API Request Frequency Limit".into()),
+            ),
+            reported(12349, Outcome::Intercepted),
+        ],
+    };
+    insta::assert_json_snapshot!(views::act_report(&report, &web(), &stamp()));
+}
+
+#[test]
+fn in_progress_and_cancelled() {
+    let items = [id_ref(12345)];
+    insta::assert_json_snapshot!(
+        "progress",
+        views::progress(Action::Restore, &items, Some(ACTOR))
+    );
+    insta::assert_json_snapshot!(
+        "cancelled",
+        views::cancelled(Action::Abort, &items, Some(ACTOR))
+    );
+}
+
+#[test]
+fn toasts() {
+    let mut all = Map::new();
+    let mut add = |name: &str, toast: abort_bot::lark::card_action::Toast| {
+        all.insert(name.to_owned(), toast.to_json());
+    };
+    for key in [
+        "toast_invalid",
+        "toast_expired",
+        "toast_pick_option",
+        "toast_reason_needed",
+        "toast_in_progress",
+        "toast_cancelled",
+        "toast_error",
+    ] {
+        add(key, views::toast("info", key, &Vars::new()));
+    }
+    add(
+        "done_by_bob",
+        views::toast_already(false, Some("Bob"), false),
+    );
+    add("done_by_you", views::toast_already(false, None, true));
+    add(
+        "cancelled_by_someone",
+        views::toast_already(true, None, false),
+    );
+    let report = |items| ActReport {
+        action: Action::Abort,
+        option: ReasonOption::Test,
+        reason: String::new(),
+        actor_open_id: None,
+        items,
+    };
+    add(
+        "result_done",
+        views::toast_result(&report(vec![reported(12345, Outcome::Done)])),
+    );
+    add(
+        "result_failed",
+        views::toast_result(&report(vec![reported(
+            12345,
+            Outcome::Unexpected("20044 type disabled".into()),
+        )])),
+    );
+    add(
+        "result_partly",
+        views::toast_result(&report(vec![
+            reported(12345, Outcome::Done),
+            reported(12346, Outcome::StateFlow),
+        ])),
+    );
+    add(
+        "result_none",
+        views::toast_result(&report(vec![
+            reported(12345, Outcome::NoPermission),
+            reported(12346, Outcome::StateFlow),
+        ])),
+    );
+    insta::assert_json_snapshot!(Value::Object(all));
+}
