@@ -349,10 +349,21 @@ async fn a_failed_reply_is_retried_later_without_a_second_abort() {
             .push_fault(abort_bot::emulator::lark::Endpoint::Reply, 500, 0);
     }
     let message_id = new_message_id();
-    let event = message_event(&new_event_id(), &message_id, ALICE, Chat::Group, "/abort 12345 test");
+    let event = message_event(
+        &new_event_id(),
+        &message_id,
+        ALICE,
+        Chat::Group,
+        "/abort 12345 test",
+    );
     assert_eq!(app.post_event(&event).await.status(), 200);
     let reply = app.reply_to(&message_id).await;
-    assert_eq!(card_color(&reply.card), "green", "{}", card_text(&reply.card));
+    assert_eq!(
+        card_color(&reply.card),
+        "green",
+        "{}",
+        card_text(&reply.card)
+    );
     let puts = app.project.requests_to("PUT", "/open_api/");
     assert_eq!(puts.len(), 2);
     assert_eq!(puts[0].header("x-idem-uuid"), puts[1].header("x-idem-uuid"));
