@@ -99,13 +99,7 @@ impl Verifier {
                         key.expose_secret(),
                         body,
                     );
-                    let given = headers
-                        .signature
-                        .as_deref()
-                        .ok_or(Refusal::Unauthorized("missing X-Lark-Signature"))?;
-                    if !constant_time_eq(given, &expected) {
-                        return Err(Refusal::Unauthorized("signature mismatch"));
-                    }
+                    check_signature(headers, &expected)?;
                 }
                 let outer: Value = serde_json::from_slice(body)
                     .map_err(|_| Refusal::BadRequest("body is not JSON"))?;
@@ -158,13 +152,7 @@ impl Verifier {
             self.verification_token.expose_secret(),
             body,
         );
-        let given = headers
-            .signature
-            .as_deref()
-            .ok_or(Refusal::Unauthorized("missing X-Lark-Signature"))?;
-        if !constant_time_eq(given, &expected) {
-            return Err(Refusal::Unauthorized("signature mismatch"));
-        }
+        check_signature(headers, &expected)?;
         if is_challenge(&json) {
             return self.classify(json);
         }
@@ -243,6 +231,19 @@ impl Verifier {
             }));
         }
         Err(Refusal::BadRequest("not a Lark event"))
+    }
+}
+
+/// Compares `X-Lark-Signature`, exactly as received, with the expected lowercase hex digest.
+fn check_signature(headers: &SignatureHeaders, expected: &str) -> Result<(), Refusal> {
+    let given = headers
+        .signature
+        .as_deref()
+        .ok_or(Refusal::Unauthorized("missing X-Lark-Signature"))?;
+    if constant_time_eq(given, expected) {
+        Ok(())
+    } else {
+        Err(Refusal::Unauthorized("signature mismatch"))
     }
 }
 

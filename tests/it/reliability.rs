@@ -51,13 +51,21 @@ async fn the_same_message_under_two_event_ids_is_one_command() {
 
 /// Waits (bounded) until the emulated Feishu Project has seen `n` PUTs.
 async fn wait_for_puts(app: &TestApp, n: usize) {
+    wait_until(&format!("{n} PUTs"), || {
+        app.project.requests_to("PUT", "/open_api/").len() >= n
+    })
+    .await;
+}
+
+/// Polls `done` every 20 ms for at most 5 s.
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
     for _ in 0..250 {
-        if app.project.requests_to("PUT", "/open_api/").len() >= n {
+        if done() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("fewer than {n} PUTs within 5 s");
+    panic!("no {what} within 5 s");
 }
 
 #[tokio::test]
@@ -119,16 +127,12 @@ async fn a_crash_before_the_put_loses_nothing() {
         "/abort 12346 cancel",
     );
     assert_eq!(app.post_event(&event).await.status(), 200);
-    for _ in 0..250 {
-        if !app
-            .project
+    wait_until("user lookup", || {
+        !app.project
             .requests_to("POST", "/open_api/user/query")
             .is_empty()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
     app.crash();
     let app = app.restart().await;
     app.reply_to(&message_id).await;
