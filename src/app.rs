@@ -12,10 +12,12 @@ use tokio::sync::{mpsc, watch};
 use crate::card_value::Signer;
 use crate::chat::Chat;
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::{Settings, StoreUrl};
+use crate::config::{Mode, Settings, StoreUrl};
 use crate::interact::{DEFAULT_BUDGET, Interact};
 use crate::lark::client::{LarkClient, LarkClientConfig};
 use crate::lark::verify::Verifier;
+use crate::lark::ws::SessionLimits;
+use crate::lark::ws::client::LongConnection;
 use crate::metrics::{Metrics, Tap};
 use crate::project::client::{ProjectClient, ProjectClientConfig};
 use crate::retry::RetryPolicy;
@@ -99,6 +101,8 @@ pub struct App {
     state: AppState,
     worker: Worker,
     queue: mpsc::UnboundedReceiver<InboxItem>,
+    /// The long connection, in `websocket` mode.
+    ws: Option<LongConnection<AppState>>,
 }
 
 impl App {
@@ -107,7 +111,11 @@ impl App {
         let store = match &settings.store {
             StoreUrl::Sqlite(path) => Store::open(path)?,
             StoreUrl::Memory => Store::in_memory()?,
+            StoreUrl::Redis(url) => Store::open_redis(url, settings.dedup_retention).await?,
         };
+        if let Some(warning) = store.durability_warning().await {
+            tracing::warn!("{warning}");
+        }
         let listener =
             TcpListener::bind(settings.listen)
                 .await
@@ -116,6 +124,7 @@ impl App {
                     source,
                 })?;
         let clients = Clients::build(settings, &o)?;
+        let lark = clients.lark.clone();
         let service = Arc::new(Service {
             project: clients.project,
             lark: clients.lark,
@@ -155,6 +164,8 @@ impl App {
             clock: o.clock.clone(),
             interact,
         };
+        let ws = (settings.mode == Mode::Websocket)
+            .then(|| LongConnection::new(lark, Arc::new(state.clone()), SessionLimits::default()));
         let worker = Worker {
             store,
             chat: Arc::new(Chat {
@@ -170,6 +181,7 @@ impl App {
             state,
             worker,
             queue: rx,
+            ws,
         })
     }
 
@@ -186,10 +198,28 @@ impl App {
         let (stop_tx, stop_rx) = watch::channel(false);
         let requeue = self.state.queue.clone();
         let worker = tokio::spawn(self.worker.run(self.queue, requeue, stop_rx));
+        // The long connection stops with the server (dropping the sender stops it too).
+        let (ws_stop_tx, ws_stop_rx) = watch::channel(false);
+        let ws = self.ws.map(|ws| {
+            tokio::spawn(async move {
+                if let Err(e) = ws.run(ws_stop_rx).await {
+                    tracing::error!(error = %e, "the long connection stopped; no events will arrive until a restart");
+                }
+            })
+        });
+        let shutdown = async move {
+            shutdown.await;
+            let _ = ws_stop_tx.send(true);
+        };
         let app = router(self.state);
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
+        if let Some(ws) = ws
+            && ws.await.is_err()
+        {
+            tracing::error!("the long connection stopped abnormally");
+        }
         let _ = stop_tx.send(true);
         if worker.await.is_err() {
             tracing::error!("the worker stopped abnormally");

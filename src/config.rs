@@ -64,11 +64,15 @@ pub enum StoreUrl {
     Sqlite(PathBuf),
     /// An in-memory SQLite database: nothing survives a restart (sandbox and tests only).
     Memory,
+    /// `redis://` or `rediss://`; its `Debug` masks the password.
+    Redis(crate::store::RedisUrl),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Webhook,
+    /// Lark's long connection: the bot dials out, so it needs no public address.
+    Websocket,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -381,13 +385,7 @@ impl Settings {
         };
         let mode = match r.optional("ABORT_BOT_MODE").as_deref() {
             None | Some("webhook") => Mode::Webhook,
-            Some("websocket") => {
-                r.problem(
-                    "ABORT_BOT_MODE",
-                    "`websocket` (long connection) is not available in this version; use `webhook`",
-                );
-                Mode::Webhook
-            }
+            Some("websocket") => Mode::Websocket,
             Some(other) => {
                 r.problem(
                     "ABORT_BOT_MODE",
@@ -469,10 +467,7 @@ fn parse_store(raw: &str) -> Result<StoreUrl, String> {
         return Ok(StoreUrl::Sqlite(PathBuf::from(path)));
     }
     if raw.starts_with("redis://") || raw.starts_with("rediss://") {
-        return Err(
-            "the Redis store is not available in this version; use sqlite://path (the default)"
-                .into(),
-        );
+        return crate::store::RedisUrl::parse(raw).map(StoreUrl::Redis);
     }
     Err(format!(
         "malformed: `{raw}` is neither sqlite://path nor redis://host:port"
@@ -571,6 +566,38 @@ mod tests {
         let s = Settings::from_sources(&Sources::from_env_map(&env));
         let s = s.map(|s| (s.lark.app_id, s.batch_confirm));
         assert_eq!(s.ok(), Some(("cli_from_env".to_string(), 9)));
+    }
+
+    #[test]
+    fn websocket_mode_still_needs_the_verification_token() {
+        let mut src = full();
+        src.set("ABORT_BOT_MODE", "websocket");
+        assert_eq!(
+            Settings::from_sources(&src).map(|s| s.mode).ok(),
+            Some(Mode::Websocket)
+        );
+        let mut src = Sources::default();
+        src.set("ABORT_BOT_MODE", "websocket");
+        let err = Settings::from_sources(&src).err().map(|e| e.to_string());
+        assert!(err.unwrap_or_default().contains("LARK_VERIFICATION_TOKEN"));
+    }
+
+    #[test]
+    fn a_redis_store_is_accepted_and_its_password_never_shown() {
+        let mut src = full();
+        src.set("ABORT_BOT_STORE", "redis://:redis-pw-value@10.0.0.5:6379/3");
+        let s = Settings::from_sources(&src).expect("valid settings");
+        assert!(matches!(s.store, StoreUrl::Redis(_)), "{:?}", s.store);
+        let shown = format!("{s:?}");
+        assert!(shown.contains("10.0.0.5:6379/3"), "{shown}");
+        assert!(!shown.contains("redis-pw-value"), "{shown}");
+        src.set("ABORT_BOT_STORE", "redis://:redis-pw-value@/x");
+        let err = Settings::from_sources(&src).err().map(|e| e.to_string());
+        let err = err.unwrap_or_default();
+        assert!(
+            err.contains("ABORT_BOT_STORE") && !err.contains("redis-pw-value"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -5,7 +5,10 @@
 //!   sends ([`lark::verify`]), the envelopes and messages ([`lark::envelope`], [`lark::message`]),
 //!   and the API client used to answer ([`lark::client`]).
 //! - [`routes`]: the HTTP edge; it only verifies, stores durably and acknowledges.
-//! - [`store`]: the durable inbox, dedup keys, chat bindings and the record of sent PUTs.
+//! - [`ingest`]: what both transports (webhook, [`lark::ws`] long connection) do with a
+//!   verified delivery: store durably, dedup and queue, or answer a card click.
+//! - [`store`]: the durable inbox, dedup keys, chat bindings and the record of sent PUTs,
+//!   in SQLite or Redis.
 //! - [`worker`]: takes stored events from the inbox and runs them, after the ack.
 //! - [`command`]: chat text → [`command::Command`]; [`domain`] holds the validated vocabulary.
 //! - [`service`]: the one place that decides what an abort/restore does, free of HTTP.
@@ -27,6 +30,7 @@ pub mod command;
 pub mod config;
 pub mod domain;
 pub mod emulator;
+pub mod ingest;
 pub mod interact;
 pub mod lark;
 pub mod metrics;

@@ -4,8 +4,9 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use abort_bot::app::{App, Clients, Overrides, shutdown_signal};
-use abort_bot::config::{LogFormat, Settings, Sources};
+use abort_bot::config::{LogFormat, Settings, Sources, StoreUrl};
 use abort_bot::sandbox::{self, Sandbox};
+use abort_bot::store::Store;
 use abort_bot::telemetry;
 use clap::{Parser, Subcommand};
 
@@ -110,6 +111,31 @@ async fn check() -> ExitCode {
             println!(
                 "problem: FEISHU_PROJECT_PLUGIN_ID / FEISHU_PROJECT_PLUGIN_SECRET: no plugin_token: {e}"
             );
+        }
+    }
+    if let StoreUrl::Redis(url) = &settings.store {
+        match Store::open_redis(url, settings.dedup_retention).await {
+            Ok(store) => {
+                println!("redis store: ok");
+                if let Some(warning) = store.durability_warning().await {
+                    println!("warning: ABORT_BOT_STORE: {warning}");
+                }
+            }
+            Err(e) => {
+                failed = true;
+                println!("problem: ABORT_BOT_STORE: cannot reach the Redis store: {e}");
+            }
+        }
+    }
+    if settings.mode == abort_bot::config::Mode::Websocket {
+        match abort_bot::lark::ws::client::fetch_endpoint(&clients.lark).await {
+            Ok(endpoint) => println!("lark long connection endpoint: ok ({})", endpoint.host()),
+            Err(e) => {
+                failed = true;
+                println!(
+                    "problem: ABORT_BOT_MODE=websocket: no long-connection endpoint (is \"receive events through persistent connection\" chosen in the app console?): {e}"
+                );
+            }
         }
     }
     if failed {

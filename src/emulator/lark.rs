@@ -1,6 +1,7 @@
 //! An emulated Lark Open Platform: tenant token, bot info, reply/send/PATCH of cards, delayed
 //! card update and the contact API. It checks tokens and bodies like the real one, keeps the
 //! messages the bot sent (and their updates), and drops a repeated `uuid` as Lark does.
+//! The long connection (endpoint and WebSocket) lives in [`super::lark_ws`].
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -81,6 +82,7 @@ pub struct LarkState {
 pub struct LarkEmulator {
     state: Arc<Mutex<LarkState>>,
     activity: broadcast::Sender<Activity>,
+    ws: super::lark_ws::WsHub,
 }
 
 /// The delayed-update API takes a token at most this many times.
@@ -106,7 +108,13 @@ impl LarkEmulator {
                 next_id: 1,
             })),
             activity,
+            ws: super::lark_ws::WsHub::default(),
         }
+    }
+
+    /// The long-connection side: endpoint, socket, frames pushed and received.
+    pub fn ws(&self) -> super::lark_ws::WsHub {
+        self.ws.clone()
     }
 
     pub fn state(&self) -> MutexGuard<'_, LarkState> {
@@ -118,7 +126,14 @@ impl LarkEmulator {
     }
 
     pub fn router(&self) -> Router {
-        Router::new().fallback(handle).with_state(self.clone())
+        Router::new()
+            .route(
+                "/callback/ws/endpoint",
+                axum::routing::post(super::lark_ws::endpoint),
+            )
+            .route("/ws/v2", axum::routing::get(super::lark_ws::connect))
+            .fallback(handle)
+            .with_state(self.clone())
     }
 
     pub fn requests(&self) -> Vec<Recorded> {

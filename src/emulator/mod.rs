@@ -5,6 +5,7 @@
 
 pub mod inbound;
 pub mod lark;
+pub mod lark_ws;
 pub mod project;
 
 use std::collections::BTreeMap;

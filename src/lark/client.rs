@@ -247,6 +247,22 @@ impl LarkClient {
     }
 
     /// The bot's own open_id (to see whether a group message mentions it); fetched once.
+    /// `POST /callback/ws/endpoint`: a fresh long-connection URL and its ClientConfig (the
+    /// answer's `data`). Authenticated by the app credentials in the body, no bearer token.
+    /// Not retried here: the long-connection client has its own reconnect schedule.
+    pub async fn ws_endpoint(&self) -> Result<Value, LarkError> {
+        let path = "/callback/ws/endpoint";
+        let body = json!({"AppID": self.app_id, "AppSecret": self.app_secret.expose_secret()});
+        let answer = self
+            .send_raw(Method::POST, path, path, None, Some(&body))
+            .await?;
+        answer
+            .get("data")
+            .filter(|d| d.is_object())
+            .cloned()
+            .ok_or(LarkError::Malformed { status: 200 })
+    }
+
     pub async fn bot_open_id(&self) -> Result<String, LarkError> {
         self.bot_open_id
             .get_or_try_init(|| async {

@@ -1,5 +1,6 @@
 //! The Lark / Feishu Open Platform side: what arrives (verified and decrypted by [`verify`],
-//! typed by [`envelope`] and [`message`]) and what the bot sends back ([`client`]).
+//! typed by [`envelope`] and [`message`]) and what the bot sends back ([`client`]); [`ws`] is
+//! the long-connection transport that brings the same events without a public webhook.
 
 pub mod card_action;
 pub mod client;
@@ -7,3 +8,4 @@ pub mod crypto;
 pub mod envelope;
 pub mod message;
 pub mod verify;
+pub mod ws;

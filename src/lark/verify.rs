@@ -163,6 +163,20 @@ impl Verifier {
         Ok(Inbound::LegacyCardAction(json))
     }
 
+    /// A long-connection payload: plain v2 JSON with no signature (Lark authenticated the
+    /// app when it handed out the connection URL), so only the verification token is
+    /// checked, as on every event.
+    pub fn open_plain(&self, body: &[u8]) -> Result<Inbound, Refusal> {
+        let json: Value =
+            serde_json::from_slice(body).map_err(|_| Refusal::BadRequest("body is not JSON"))?;
+        if json.get("encrypt").is_some() {
+            return Err(Refusal::BadRequest(
+                "encrypted payload on the long connection",
+            ));
+        }
+        self.classify(json)
+    }
+
     fn check_timestamp(&self, headers: &SignatureHeaders) -> Result<(), Refusal> {
         let ts: i64 = headers
             .timestamp

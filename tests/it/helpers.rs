@@ -71,6 +71,11 @@ pub const DAVE: Person = Person {
 pub struct Options {
     pub encrypt_key: Option<&'static str>,
     pub default_project: Option<&'static str>,
+    /// Store everything in this Redis server instead of a SQLite file.
+    pub redis: Option<Arc<crate::redis_server::RedisServer>>,
+    /// `ABORT_BOT_MODE=websocket`: events come over the emulated long connection, which
+    /// hands out a 1 s PingInterval and reconnects at once.
+    pub websocket: bool,
 }
 
 impl Default for Options {
@@ -78,6 +83,8 @@ impl Default for Options {
         Self {
             encrypt_key: Some(EK),
             default_project: Some("doc"),
+            redis: None,
+            websocket: false,
         }
     }
 }
@@ -165,13 +172,22 @@ async fn start(
         .set("ABORT_BOT_LISTEN", "127.0.0.1:0")
         .set(
             "ABORT_BOT_STORE",
-            format!("sqlite://{}", store_path.display()),
+            match &options.redis {
+                Some(redis) => redis.url(),
+                None => format!("sqlite://{}", store_path.display()),
+            },
         );
     if let Some(k) = options.encrypt_key {
         src.set("LARK_ENCRYPT_KEY", k);
     }
     if let Some(p) = options.default_project {
         src.set("ABORT_BOT_DEFAULT_PROJECT", p);
+    }
+    if options.websocket {
+        src.set("ABORT_BOT_MODE", "websocket");
+        lark.ws()
+            .set_client_config(json!({"PingInterval": 1, "ReconnectCount": -1,
+                                           "ReconnectInterval": 1, "ReconnectNonce": 0}));
     }
     let settings = Settings::from_sources(&src).expect("test settings");
     // Each bot gets its own runtime, so a test can kill it mid-work like a crash.

@@ -2,12 +2,16 @@
 //! and Feishu Project, which record every request it makes.
 
 mod helpers;
+mod redis_server;
 
 mod card_snapshots;
 mod commands;
 mod interactive;
 mod outcomes;
+mod redis_store;
 mod reliability;
 mod sandbox;
 mod snapshots;
+mod store;
 mod vectors;
+mod websocket;

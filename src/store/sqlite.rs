@@ -1,7 +1,6 @@
-//! The durable store: the inbox of accepted events, dedup keys, chat bindings, the record
-//! of sent PUTs and who used each interactive card, in SQLite.
+//! The SQLite backend: one file, one writer thread.
 //!
-//! One writer thread owns the connection. Requests queue up while a commit is under way and
+//! The writer thread owns the connection. Requests queue up while a commit is under way and
 //! are then applied together in one transaction (group commit), each in its own savepoint so
 //! one failing request cannot undo another's. A caller hears back only after the commit: an
 //! acknowledged event is on disk (WAL, `synchronous = FULL`).
@@ -13,16 +12,10 @@ use std::thread;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
+use super::{Accepted, CardClaim, Claim, ClaimRequest, Finish, InboxItem, StoreError};
+
 /// How many queued requests one transaction takes at most.
 const MAX_BATCH: usize = 512;
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StoreError {
-    #[error("store error: {0}")]
-    Sqlite(String),
-    #[error("the store has shut down")]
-    Closed,
-}
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -30,76 +23,12 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-/// What happened to an event offered to the inbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Accepted {
-    /// Stored; the worker will run it.
-    New(i64),
-    /// This event_id was seen before.
-    DuplicateEvent,
-    /// A different event_id carried a message already stored (one message = one command).
-    DuplicateMessage,
-}
-
-/// A stored event waiting to be run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InboxItem {
-    pub id: i64,
-    pub kind: String,
-    pub payload: String,
-    pub attempts: i64,
-}
-
-/// How a stored event ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Finish {
-    Done,
-    Failed,
-}
-
-/// Who took a card's one action, as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CardClaim {
-    /// The click that took it (a redelivery of that click carries the same id).
-    pub click_id: String,
-    /// `go` or `cancel`.
-    pub kind: String,
-    pub by_open_id: String,
-    pub claimed_at: i64,
-    /// The card that shows the result, once there is one.
-    pub result: Option<String>,
-}
-
-/// The answer to a claim on a card.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
-    /// This click may act.
-    Granted,
-    /// Someone (or this very click, delivered before) already did.
-    Held(CardClaim),
-}
-
-/// A claim on a card: the nonce its buttons share and the click that wants to act.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClaimRequest {
-    pub nonce: String,
-    pub click_id: String,
-    pub kind: String,
-    pub by_open_id: String,
-    pub now: i64,
-    /// After this the card cannot be clicked any more, so the claim can be forgotten.
-    pub expires_at: i64,
-    /// An unfinished claim taken before this is taken over (its holder crashed): acting
-    /// again is safe because the PUT's idempotency key comes from the card, not the click.
-    pub stale_before: i64,
-}
-
 type Done = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 type Job = Box<dyn FnOnce(&Connection) -> (bool, Done) + Send>;
 
-/// Handle to the store; cheap to clone.
+/// The SQLite backend's handle; cheap to clone.
 #[derive(Clone)]
-pub struct Store {
+pub struct SqliteStore {
     jobs: std_mpsc::Sender<Job>,
 }
 
@@ -140,9 +69,9 @@ CREATE TABLE IF NOT EXISTS card_claims (
 ) WITHOUT ROWID;
 ";
 
-impl Store {
+impl SqliteStore {
     /// Opens (or creates) the database file.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+    pub(super) fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -150,11 +79,11 @@ impl Store {
     }
 
     /// A store that lives in memory only (the sandbox).
-    pub fn in_memory() -> Result<Store, StoreError> {
+    pub(super) fn in_memory() -> Result<SqliteStore, StoreError> {
         Self::start(Connection::open_in_memory()?)
     }
 
-    fn start(conn: Connection) -> Result<Store, StoreError> {
+    fn start(conn: Connection) -> Result<SqliteStore, StoreError> {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         let (jobs, rx) = std_mpsc::channel::<Job>();
@@ -162,7 +91,7 @@ impl Store {
             .name("abort-bot-store".into())
             .spawn(move || writer(conn, rx))
             .map_err(|e| StoreError::Sqlite(format!("cannot start the store thread: {e}")))?;
-        Ok(Store { jobs })
+        Ok(SqliteStore { jobs })
     }
 
     /// Runs `f` in the writer's next transaction and answers after the commit.
@@ -185,7 +114,7 @@ impl Store {
     }
 
     /// Stores a message event unless its event_id or its message was seen before.
-    pub async fn accept_message(
+    pub(super) async fn accept_message(
         &self,
         event_id: String,
         message_id: String,
@@ -210,12 +139,12 @@ impl Store {
     }
 
     /// Marks an event_id seen; false if it was already.
-    pub async fn mark_seen(&self, event_id: String, now: i64) -> Result<bool, StoreError> {
+    pub(super) async fn mark_seen(&self, event_id: String, now: i64) -> Result<bool, StoreError> {
         self.run(move |c| insert_seen(c, &event_id, now)).await
     }
 
     /// Everything not yet finished, oldest first (on start-up: what a crash left behind).
-    pub async fn pending(&self, limit: usize) -> Result<Vec<InboxItem>, StoreError> {
+    pub(super) async fn pending(&self, limit: usize) -> Result<Vec<InboxItem>, StoreError> {
         self.run(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT id, kind, payload, attempts FROM inbox
@@ -235,7 +164,7 @@ impl Store {
     }
 
     /// Counts one more attempt at an inbox item.
-    pub async fn note_attempt(&self, id: i64) -> Result<(), StoreError> {
+    pub(super) async fn note_attempt(&self, id: i64) -> Result<(), StoreError> {
         self.run(move |c| {
             c.execute(
                 "UPDATE inbox SET attempts = attempts + 1 WHERE id = ?1",
@@ -246,7 +175,7 @@ impl Store {
         .await
     }
 
-    pub async fn finish(&self, id: i64, how: Finish, now: i64) -> Result<(), StoreError> {
+    pub(super) async fn finish(&self, id: i64, how: Finish, now: i64) -> Result<(), StoreError> {
         let status = match how {
             Finish::Done => "done",
             Finish::Failed => "failed",
@@ -263,7 +192,7 @@ impl Store {
 
     /// Records that a PUT with this idempotency key is about to be sent.
     /// False means it was sent before (a retry after a crash, or a redelivery).
-    pub async fn record_put(&self, idem_uuid: String, now: i64) -> Result<bool, StoreError> {
+    pub(super) async fn record_put(&self, idem_uuid: String, now: i64) -> Result<bool, StoreError> {
         self.run(move |c| {
             c.execute(
                 "INSERT OR IGNORE INTO sent_puts (idem_uuid, sent_at) VALUES (?1, ?2)",
@@ -275,7 +204,7 @@ impl Store {
     }
 
     /// Takes a card's one action for a click, unless another click holds it.
-    pub async fn claim_card(&self, req: ClaimRequest) -> Result<Claim, StoreError> {
+    pub(super) async fn claim_card(&self, req: ClaimRequest) -> Result<Claim, StoreError> {
         self.run(move |c| {
             let held = c
                 .query_row(
@@ -320,7 +249,11 @@ impl Store {
     }
 
     /// Stores the card that shows a claimed action's result.
-    pub async fn finish_card(&self, nonce: String, result: String) -> Result<(), StoreError> {
+    pub(super) async fn finish_card(
+        &self,
+        nonce: String,
+        result: String,
+    ) -> Result<(), StoreError> {
         self.run(move |c| {
             c.execute(
                 "UPDATE card_claims SET result = ?2 WHERE nonce = ?1",
@@ -331,7 +264,7 @@ impl Store {
         .await
     }
 
-    pub async fn binding(&self, chat_id: String) -> Result<Option<String>, StoreError> {
+    pub(super) async fn binding(&self, chat_id: String) -> Result<Option<String>, StoreError> {
         self.run(move |c| {
             c.query_row(
                 "SELECT space FROM bindings WHERE chat_id = ?1",
@@ -343,7 +276,7 @@ impl Store {
         .await
     }
 
-    pub async fn bind(
+    pub(super) async fn bind(
         &self,
         chat_id: String,
         space: String,
@@ -362,7 +295,7 @@ impl Store {
     }
 
     /// Forgets dedup keys and finished events older than `before` (Unix seconds).
-    pub async fn purge(&self, before: i64) -> Result<usize, StoreError> {
+    pub(super) async fn purge(&self, before: i64) -> Result<usize, StoreError> {
         self.run(move |c| {
             let a = c.execute("DELETE FROM seen_events WHERE seen_at < ?1", [before])?;
             let b = c.execute(
@@ -378,7 +311,7 @@ impl Store {
     }
 
     /// Whether the store answers (for `/readyz`).
-    pub async fn ping(&self) -> Result<(), StoreError> {
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
         self.run(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await
     }
 }
@@ -430,62 +363,5 @@ fn writer(mut conn: Connection, rx: std_mpsc::Receiver<Job>) {
         for done in dones {
             done(committed.clone());
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn claim(click: &str, by: &str, now: i64) -> ClaimRequest {
-        ClaimRequest {
-            nonce: "n1".into(),
-            click_id: click.into(),
-            kind: "go".into(),
-            by_open_id: by.into(),
-            now,
-            expires_at: now + 100,
-            stale_before: now - 60,
-        }
-    }
-
-    #[tokio::test]
-    async fn a_card_is_claimed_once_and_keeps_its_result() {
-        let store = Store::in_memory().expect("store");
-        assert_eq!(
-            store.claim_card(claim("c1", "ou_a", 1000)).await,
-            Ok(Claim::Granted)
-        );
-        let Ok(Claim::Held(h)) = store.claim_card(claim("c2", "ou_b", 1001)).await else {
-            panic!("second click must not act");
-        };
-        assert_eq!((h.click_id.as_str(), h.by_open_id.as_str()), ("c1", "ou_a"));
-        assert_eq!(h.result, None);
-        store
-            .finish_card("n1".into(), "{\"card\":1}".into())
-            .await
-            .expect("finish");
-        let Ok(Claim::Held(h)) = store.claim_card(claim("c3", "ou_b", 5000)).await else {
-            panic!("a finished card stays held");
-        };
-        assert_eq!(h.result.as_deref(), Some("{\"card\":1}"));
-    }
-
-    #[tokio::test]
-    async fn an_unfinished_claim_whose_holder_died_is_taken_over() {
-        let store = Store::in_memory().expect("store");
-        assert_eq!(
-            store.claim_card(claim("c1", "ou_a", 1000)).await,
-            Ok(Claim::Granted)
-        );
-        assert!(matches!(
-            store.claim_card(claim("c2", "ou_b", 1030)).await,
-            Ok(Claim::Held(_))
-        ));
-        assert_eq!(
-            store.claim_card(claim("c2", "ou_b", 1100)).await,
-            Ok(Claim::Granted)
-        );
-        assert_eq!(store.purge(1000 + 100 + 1).await, Ok(1));
     }
 }

@@ -1,0 +1,219 @@
+//! The durable store: the inbox of accepted events, dedup keys, chat bindings, the record
+//! of sent PUTs and who used each interactive card.
+//!
+//! [`Store`] is one handle over two backends, chosen by `ABORT_BOT_STORE`: SQLite (`sqlite`,
+//! the default: one file, nothing to run beside the bot) and Redis (`redis`, for hosts
+//! without a durable disk; its module doc lists the keys). Both give the same guarantees: a
+//! caller hears back only once its write is durable, and every multi-key operation is
+//! atomic, so the routes and the worker never need to know which one they talk to.
+
+mod redis;
+mod redis_url;
+mod sqlite;
+
+use std::path::Path;
+use std::time::Duration;
+
+pub use redis_url::RedisUrl;
+
+use self::redis::RedisStore;
+use self::sqlite::SqliteStore;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("store error: {0}")]
+    Sqlite(String),
+    /// The message never holds the Redis password.
+    #[error("redis store error: {0}")]
+    Redis(String),
+    #[error("the store has shut down")]
+    Closed,
+}
+
+/// What happened to an event offered to the inbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    /// Stored; the worker will run it.
+    New(i64),
+    /// This event_id was seen before.
+    DuplicateEvent,
+    /// A different event_id carried a message already stored (one message = one command).
+    DuplicateMessage,
+}
+
+/// A stored event waiting to be run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxItem {
+    pub id: i64,
+    pub kind: String,
+    pub payload: String,
+    pub attempts: i64,
+}
+
+/// How a stored event ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    Done,
+    Failed,
+}
+
+/// Who took a card's one action, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardClaim {
+    /// The click that took it (a redelivery of that click carries the same id).
+    pub click_id: String,
+    /// `go` or `cancel`.
+    pub kind: String,
+    pub by_open_id: String,
+    pub claimed_at: i64,
+    /// The card that shows the result, once there is one.
+    pub result: Option<String>,
+}
+
+/// The answer to a claim on a card.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This click may act.
+    Granted,
+    /// Someone (or this very click, delivered before) already did.
+    Held(CardClaim),
+}
+
+/// A claim on a card: the nonce its buttons share and the click that wants to act.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRequest {
+    pub nonce: String,
+    pub click_id: String,
+    pub kind: String,
+    pub by_open_id: String,
+    pub now: i64,
+    /// After this the card cannot be clicked any more, so the claim can be forgotten.
+    pub expires_at: i64,
+    /// An unfinished claim taken before this is taken over (its holder crashed): acting
+    /// again is safe because the PUT's idempotency key comes from the card, not the click.
+    pub stale_before: i64,
+}
+
+/// Handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(SqliteStore),
+    Redis(RedisStore),
+}
+
+/// Calls the same method on whichever backend this store is.
+macro_rules! dispatch {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match &$self.backend {
+            Backend::Sqlite(b) => b.$method($($arg),*).await,
+            Backend::Redis(b) => b.$method($($arg),*).await,
+        }
+    };
+}
+
+impl Store {
+    /// Opens (or creates) the SQLite database file.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Ok(Store {
+            backend: Backend::Sqlite(SqliteStore::open(path)?),
+        })
+    }
+
+    /// A store that lives in memory only (the sandbox).
+    pub fn in_memory() -> Result<Store, StoreError> {
+        Ok(Store {
+            backend: Backend::Sqlite(SqliteStore::in_memory()?),
+        })
+    }
+
+    /// Connects to Redis; dedup keys live for `retention` (ABORT_BOT_DEDUP_RETENTION).
+    pub async fn open_redis(url: &RedisUrl, retention: Duration) -> Result<Store, StoreError> {
+        Ok(Store {
+            backend: Backend::Redis(RedisStore::open(url, retention).await?),
+        })
+    }
+
+    /// Why an acknowledged write might not survive a crash of the store's server, when that
+    /// can be known (a Redis server without `appendfsync always`). SQLite: never.
+    pub async fn durability_warning(&self) -> Option<String> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Redis(b) => b.durability_warning().await,
+        }
+    }
+
+    /// Stores a message event unless its event_id or its message was seen before.
+    pub async fn accept_message(
+        &self,
+        event_id: String,
+        message_id: String,
+        payload: String,
+        now: i64,
+    ) -> Result<Accepted, StoreError> {
+        dispatch!(self.accept_message(event_id, message_id, payload, now))
+    }
+
+    /// Marks an event_id seen; false if it was already.
+    pub async fn mark_seen(&self, event_id: String, now: i64) -> Result<bool, StoreError> {
+        dispatch!(self.mark_seen(event_id, now))
+    }
+
+    /// Everything not yet finished, oldest first (on start-up: what a crash left behind).
+    pub async fn pending(&self, limit: usize) -> Result<Vec<InboxItem>, StoreError> {
+        dispatch!(self.pending(limit))
+    }
+
+    /// Counts one more attempt at an inbox item.
+    pub async fn note_attempt(&self, id: i64) -> Result<(), StoreError> {
+        dispatch!(self.note_attempt(id))
+    }
+
+    pub async fn finish(&self, id: i64, how: Finish, now: i64) -> Result<(), StoreError> {
+        dispatch!(self.finish(id, how, now))
+    }
+
+    /// Records that a PUT with this idempotency key is about to be sent.
+    /// False means it was sent before (a retry after a crash, or a redelivery).
+    pub async fn record_put(&self, idem_uuid: String, now: i64) -> Result<bool, StoreError> {
+        dispatch!(self.record_put(idem_uuid, now))
+    }
+
+    /// Takes a card's one action for a click, unless another click holds it.
+    pub async fn claim_card(&self, req: ClaimRequest) -> Result<Claim, StoreError> {
+        dispatch!(self.claim_card(req))
+    }
+
+    /// Stores the card that shows a claimed action's result.
+    pub async fn finish_card(&self, nonce: String, result: String) -> Result<(), StoreError> {
+        dispatch!(self.finish_card(nonce, result))
+    }
+
+    pub async fn binding(&self, chat_id: String) -> Result<Option<String>, StoreError> {
+        dispatch!(self.binding(chat_id))
+    }
+
+    pub async fn bind(
+        &self,
+        chat_id: String,
+        space: String,
+        bound_by: String,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.bind(chat_id, space, bound_by, now))
+    }
+
+    /// Forgets dedup keys and finished events older than `before` (Unix seconds).
+    pub async fn purge(&self, before: i64) -> Result<usize, StoreError> {
+        dispatch!(self.purge(before))
+    }
+
+    /// Whether the store answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self.ping())
+    }
+}

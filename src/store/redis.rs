@@ -1,0 +1,379 @@
+//! The Redis backend, for hosts without a durable local disk.
+//!
+//! Every write is one command or one Lua script (atomic: nothing else runs in between, and a
+//! script that could not run for lack of memory runs not at all), and a caller hears back
+//! only after Redis has answered. That answer means "durable" only if the server runs with
+//! `appendonly yes` and `appendfsync always`: then Redis writes and fsyncs its append-only
+//! file before it replies. Start-up and `abort-bot check` warn when the server says
+//! otherwise. Needs Redis 7 or later (or Valkey), standalone or a primary with replicas:
+//! the scripts derive key names, so Redis Cluster is refused. One bot per Redis database,
+//! since each process takes over the whole pending inbox when it starts.
+//!
+//! Key layout (`abort-bot:` prefix; TTL = ABORT_BOT_DEDUP_RETENTION unless noted):
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `abort-bot:schema` | string | layout version, `1` |
+//! | `abort-bot:seen:<event_id>` | string, TTL | seen_at of an event or click |
+//! | `abort-bot:message:<message_id>` | string | inbox id of the message's command; TTL once finished |
+//! | `abort-bot:inbox:next-id` | string | the last inbox id handed out |
+//! | `abort-bot:inbox:<id>` | hash | kind, payload, attempts, status, received_at, finished_at, dedup; TTL once finished |
+//! | `abort-bot:inbox:pending` | sorted set | ids not yet finished, scored by id (oldest first) |
+//! | `abort-bot:put:<idem_uuid>` | string, TTL | sent_at of a PUT about to be sent |
+//! | `abort-bot:card:<nonce>` | hash, TTL until expiry + retention | click_id, kind, by_open_id, claimed_at, expires_at, result |
+//! | `abort-bot:binding:<chat_id>` | hash, no TTL | space, bound_by, bound_at |
+//! | `abort-bot:index:{seen,puts,cards,finished}` | sorted sets | what purge forgets, scored by the time it counts from |
+//!
+//! The TTLs keep Redis bounded even if purge never runs; the indexes let purge follow the
+//! bot's (injectable) clock exactly as the SQLite store does.
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use ::redis::AsyncConnectionConfig;
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::{AsyncCommands, RedisError, Script};
+
+use super::redis_url::RedisUrl;
+use super::{Accepted, CardClaim, Claim, ClaimRequest, Finish, InboxItem, StoreError};
+
+/// Prefix of every key.
+const PREFIX: &str = "abort-bot:";
+/// Version of the key layout above.
+const SCHEMA: &str = "1";
+/// Members each purge step forgets per index, so one script never blocks Redis for long.
+const PURGE_BATCH: usize = 1000;
+/// How long one command may take before the caller hears an error (Lark waits 3 s).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+static REMEMBER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/remember.lua")));
+static ACCEPT_MESSAGE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/accept_message.lua")));
+static PENDING: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/pending.lua")));
+static NOTE_ATTEMPT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/note_attempt.lua")));
+static FINISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/finish.lua")));
+static CLAIM_CARD: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/claim_card.lua")));
+static FINISH_CARD: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/finish_card.lua")));
+static PURGE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/purge.lua")));
+
+fn key(parts: &[&str]) -> String {
+    let mut k = String::from(PREFIX);
+    k.push_str(&parts.join(":"));
+    k
+}
+
+/// The Redis backend's handle; cheap to clone (one multiplexed, self-reconnecting connection).
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    /// ABORT_BOT_DEDUP_RETENTION in whole seconds (at least 1).
+    ttl: u64,
+    /// For masking the password in errors.
+    url: Arc<RedisUrl>,
+}
+
+/// A claim as `claim_card.lua` returns it.
+type ClaimReply = (
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+);
+
+impl RedisStore {
+    /// Connects (retrying a few times), checks the key layout, and answers once Redis does.
+    pub(super) async fn open(
+        url: &RedisUrl,
+        retention: Duration,
+    ) -> Result<RedisStore, StoreError> {
+        let url = Arc::new(url.clone());
+        let fail =
+            |e: RedisError| StoreError::Redis(format!("{url}: {}", url.scrub(&e.to_string())));
+        let client = ::redis::Client::open(url.expose()).map_err(fail)?;
+        // One plain attempt first: a wrong password fails at once instead of being retried
+        // like an unreachable server (which may just be starting beside the bot).
+        let probe = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
+        match client
+            .get_multiplexed_async_connection_with_config(&probe)
+            .await
+        {
+            Err(e) if !e.is_io_error() && !e.is_timeout() => return Err(fail(e)),
+            _ => {}
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
+        let conn = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(fail)?;
+        let store = RedisStore {
+            conn,
+            ttl: retention.as_secs().max(1),
+            url: url.clone(),
+        };
+        let mut c = store.conn.clone();
+        let schema_key = key(&["schema"]);
+        let _: bool = c.set_nx(&schema_key, SCHEMA).await.map_err(fail)?;
+        let found: Option<String> = c.get(&schema_key).await.map_err(fail)?;
+        if found.as_deref() != Some(SCHEMA) {
+            return Err(StoreError::Redis(format!(
+                "{url}: holds abort-bot keys of layout {} but this version uses layout {SCHEMA}",
+                found.unwrap_or_default()
+            )));
+        }
+        Ok(store)
+    }
+
+    fn err(&self, e: RedisError) -> StoreError {
+        StoreError::Redis(self.url.scrub(&e.to_string()))
+    }
+
+    /// Why an acknowledged write might not survive a crash of the Redis server, if the server
+    /// tells (managed services often disable CONFIG: then nothing is said).
+    pub(super) async fn durability_warning(&self) -> Option<String> {
+        let mut c = self.conn.clone();
+        let mut get = async |name: &str| -> Option<String> {
+            let reply: Vec<String> = ::redis::cmd("CONFIG")
+                .arg("GET")
+                .arg(name)
+                .query_async(&mut c)
+                .await
+                .ok()?;
+            reply.get(1).cloned()
+        };
+        let appendonly = get("appendonly").await?;
+        let appendfsync = get("appendfsync").await?;
+        (appendonly != "yes" || appendfsync != "always").then(|| {
+            format!(
+                "the Redis server runs with appendonly {appendonly} and appendfsync {appendfsync}: \
+                 an acknowledged event can be lost if Redis crashes; set `appendonly yes` and \
+                 `appendfsync always` on the server"
+            )
+        })
+    }
+
+    /// Runs one script; its reply, or the error with the password masked.
+    async fn run<T: ::redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[&dyn ToArg],
+    ) -> Result<T, StoreError> {
+        let mut inv = script.prepare_invoke();
+        for k in keys {
+            inv.key(*k);
+        }
+        for a in args {
+            a.push(&mut inv);
+        }
+        let mut c = self.conn.clone();
+        inv.invoke_async(&mut c).await.map_err(|e| self.err(e))
+    }
+
+    pub(super) async fn accept_message(
+        &self,
+        event_id: String,
+        message_id: String,
+        payload: String,
+        now: i64,
+    ) -> Result<Accepted, StoreError> {
+        let id: i64 = self
+            .run(
+                &ACCEPT_MESSAGE,
+                &[
+                    &key(&["seen", &event_id]),
+                    &key(&["index", "seen"]),
+                    &key(&["message", &message_id]),
+                    &key(&["inbox", "next-id"]),
+                    &key(&["inbox", "pending"]),
+                ],
+                &[&event_id, &now, &self.ttl, &payload, &PREFIX],
+            )
+            .await?;
+        Ok(match id {
+            -1 => Accepted::DuplicateEvent,
+            -2 => Accepted::DuplicateMessage,
+            id => Accepted::New(id),
+        })
+    }
+
+    pub(super) async fn mark_seen(&self, event_id: String, now: i64) -> Result<bool, StoreError> {
+        self.remember("seen", "seen", event_id, now).await
+    }
+
+    pub(super) async fn record_put(&self, idem_uuid: String, now: i64) -> Result<bool, StoreError> {
+        self.remember("put", "puts", idem_uuid, now).await
+    }
+
+    /// Sets a dedup key with its TTL and indexes it for purge; false if it was there.
+    async fn remember(
+        &self,
+        kind: &str,
+        index: &str,
+        member: String,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let new: i64 = self
+            .run(
+                &REMEMBER,
+                &[&key(&[kind, &member]), &key(&["index", index])],
+                &[&member, &now, &self.ttl],
+            )
+            .await?;
+        Ok(new == 1)
+    }
+
+    pub(super) async fn pending(&self, limit: usize) -> Result<Vec<InboxItem>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let last = i64::try_from(limit - 1).unwrap_or(-1);
+        let rows: Vec<(i64, String, String, i64)> = self
+            .run(&PENDING, &[&key(&["inbox", "pending"])], &[&PREFIX, &last])
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, kind, payload, attempts)| InboxItem {
+                id,
+                kind,
+                payload,
+                attempts,
+            })
+            .collect())
+    }
+
+    pub(super) async fn note_attempt(&self, id: i64) -> Result<(), StoreError> {
+        let item = key(&["inbox", &id.to_string()]);
+        self.run::<i64>(&NOTE_ATTEMPT, &[&item], &[]).await?;
+        Ok(())
+    }
+
+    pub(super) async fn finish(&self, id: i64, how: Finish, now: i64) -> Result<(), StoreError> {
+        let status = match how {
+            Finish::Done => "done",
+            Finish::Failed => "failed",
+        };
+        let item = key(&["inbox", &id.to_string()]);
+        self.run::<i64>(
+            &FINISH,
+            &[
+                &item,
+                &key(&["inbox", "pending"]),
+                &key(&["index", "finished"]),
+            ],
+            &[&id, &status, &now, &self.ttl],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn claim_card(&self, req: ClaimRequest) -> Result<Claim, StoreError> {
+        // Kept until the card can no longer be clicked, plus the retention, like SQLite.
+        let left = u64::try_from(req.expires_at.saturating_sub(req.now)).unwrap_or(0);
+        let ttl = left.saturating_add(self.ttl);
+        let reply: ClaimReply = self
+            .run(
+                &CLAIM_CARD,
+                &[&key(&["card", &req.nonce]), &key(&["index", "cards"])],
+                &[
+                    &req.nonce,
+                    &req.click_id,
+                    &req.kind,
+                    &req.by_open_id,
+                    &req.now,
+                    &req.expires_at,
+                    &req.stale_before,
+                    &ttl,
+                ],
+            )
+            .await?;
+        Ok(match reply {
+            (1, ..) => Claim::Granted,
+            (_, click_id, kind, by_open_id, claimed_at, result) => Claim::Held(CardClaim {
+                click_id: click_id.unwrap_or_default(),
+                kind: kind.unwrap_or_default(),
+                by_open_id: by_open_id.unwrap_or_default(),
+                claimed_at: claimed_at.unwrap_or_default(),
+                result,
+            }),
+        })
+    }
+
+    pub(super) async fn finish_card(
+        &self,
+        nonce: String,
+        result: String,
+    ) -> Result<(), StoreError> {
+        self.run::<i64>(&FINISH_CARD, &[&key(&["card", &nonce])], &[&result])
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn binding(&self, chat_id: String) -> Result<Option<String>, StoreError> {
+        let mut c = self.conn.clone();
+        c.hget(key(&["binding", &chat_id]), "space")
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    pub(super) async fn bind(
+        &self,
+        chat_id: String,
+        space: String,
+        bound_by: String,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        c.hset_multiple::<_, _, _, ()>(
+            key(&["binding", &chat_id]),
+            &[
+                ("space", space),
+                ("bound_by", bound_by),
+                ("bound_at", now.to_string()),
+            ],
+        )
+        .await
+        .map_err(|e| self.err(e))
+    }
+
+    pub(super) async fn purge(&self, before: i64) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let (removed, more): (usize, i64) = self
+                .run(&PURGE, &[], &[&PREFIX, &before, &PURGE_BATCH])
+                .await?;
+            total += removed;
+            if more == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        ::redis::cmd("PING")
+            .query_async::<String>(&mut c)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+}
+
+/// A script argument of any of the few types the scripts take.
+trait ToArg: Sync {
+    fn push(&self, inv: &mut ::redis::ScriptInvocation<'_>);
+}
+
+impl<T: ::redis::ToRedisArgs + Sync> ToArg for T {
+    fn push(&self, inv: &mut ::redis::ScriptInvocation<'_>) {
+        inv.arg(self);
+    }
+}

@@ -1,0 +1,458 @@
+//! Backend conformance: the same scenarios run against the SQLite store and the Redis store
+//! (a real `redis-server` per test), through the public [`Store`] API the bot uses. Then a
+//! few things only Redis has: a server crash, reconnection, the durability warning, and a
+//! password that must never show.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use abort_bot::store::{Accepted, Claim, ClaimRequest, Finish, RedisUrl, Store};
+
+use super::redis_server::RedisServer;
+
+/// A store that can be opened again on the same data (a restart).
+enum Backing {
+    Sqlite(tempfile::TempDir),
+    Redis(Arc<RedisServer>),
+}
+
+const RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+impl Backing {
+    fn sqlite() -> Self {
+        Backing::Sqlite(tempfile::tempdir().expect("temp dir"))
+    }
+
+    fn redis() -> Self {
+        Backing::Redis(RedisServer::start())
+    }
+
+    async fn open(&self) -> Store {
+        match self {
+            Backing::Sqlite(dir) => Store::open(&dir.path().join("store.db")).expect("sqlite"),
+            Backing::Redis(server) => redis_store(&server.url()).await,
+        }
+    }
+}
+
+async fn redis_store(url: &str) -> Store {
+    let url = RedisUrl::parse(url).expect("redis url");
+    Store::open_redis(&url, RETENTION).await.expect("redis")
+}
+
+/// Runs each scenario once per backend: `store::sqlite::<name>` and `store::redis::<name>`.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::Backing::sqlite()).await;
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::Backing::redis()).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    a_message_is_accepted_once_per_event_and_once_per_message,
+    pending_work_survives_a_reopen_oldest_first,
+    finishing_takes_an_item_off_the_inbox_but_keeps_its_message_seen,
+    a_put_is_recorded_once,
+    a_click_is_seen_once,
+    bindings_are_kept_and_replaced,
+    a_card_is_claimed_once_and_keeps_its_result,
+    an_unfinished_claim_whose_holder_died_is_taken_over,
+    purge_forgets_exactly_what_is_older_than_the_cut,
+);
+
+fn event(n: u32) -> String {
+    format!("ev_{n}")
+}
+
+async fn a_message_is_accepted_once_per_event_and_once_per_message(b: Backing) {
+    let s = b.open().await;
+    let first = s
+        .accept_message(event(1), "om_1".into(), "{\"p\":1}".into(), 1000)
+        .await;
+    let Ok(Accepted::New(id1)) = first else {
+        panic!("first delivery must be stored: {first:?}");
+    };
+    assert_eq!(
+        s.accept_message(event(1), "om_1".into(), "{\"p\":1}".into(), 1001)
+            .await,
+        Ok(Accepted::DuplicateEvent)
+    );
+    assert_eq!(
+        s.accept_message(event(2), "om_1".into(), "{\"p\":1}".into(), 1002)
+            .await,
+        Ok(Accepted::DuplicateMessage)
+    );
+    // The second event_id is seen now, even though its message was a duplicate.
+    assert_eq!(s.mark_seen(event(2), 1003).await, Ok(false));
+    let Ok(Accepted::New(id2)) = s
+        .accept_message(event(3), "om_2".into(), "{\"p\":2}".into(), 1004)
+        .await
+    else {
+        panic!("another message is new");
+    };
+    assert!(id2 > id1, "ids grow: {id1} then {id2}");
+    let pending = s.pending(usize::MAX).await.expect("pending");
+    let ids: Vec<i64> = pending.iter().map(|i| i.id).collect();
+    assert_eq!(ids, [id1, id2]);
+    assert_eq!(pending[0].kind, "message");
+}
+
+async fn pending_work_survives_a_reopen_oldest_first(b: Backing) {
+    let s = b.open().await;
+    let mut ids = Vec::new();
+    for n in 1..=3 {
+        match s
+            .accept_message(event(n), format!("om_{n}"), format!("{{\"n\":{n}}}"), 1000)
+            .await
+        {
+            Ok(Accepted::New(id)) => ids.push(id),
+            other => panic!("{other:?}"),
+        }
+    }
+    s.note_attempt(ids[0]).await.expect("attempt");
+    s.note_attempt(ids[0]).await.expect("attempt");
+    s.finish(ids[1], Finish::Done, 1001).await.expect("finish");
+    // An attempt at an unknown item changes nothing.
+    s.note_attempt(9_999).await.expect("attempt on nothing");
+    drop(s);
+
+    let s = b.open().await;
+    let pending = s.pending(usize::MAX).await.expect("pending");
+    let seen: Vec<(i64, &str, i64)> = pending
+        .iter()
+        .map(|i| (i.id, i.payload.as_str(), i.attempts))
+        .collect();
+    assert_eq!(seen, [(ids[0], "{\"n\":1}", 2), (ids[2], "{\"n\":3}", 0)]);
+    let first = s.pending(1).await.expect("pending");
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].id, ids[0]);
+    assert!(s.pending(0).await.expect("pending").is_empty());
+    // Dedup survived too.
+    assert_eq!(
+        s.accept_message(event(1), "om_1".into(), "{}".into(), 1002)
+            .await,
+        Ok(Accepted::DuplicateEvent)
+    );
+}
+
+async fn finishing_takes_an_item_off_the_inbox_but_keeps_its_message_seen(b: Backing) {
+    let s = b.open().await;
+    let Ok(Accepted::New(done)) = s
+        .accept_message(event(1), "om_1".into(), "{}".into(), 1000)
+        .await
+    else {
+        panic!("new");
+    };
+    let Ok(Accepted::New(failed)) = s
+        .accept_message(event(2), "om_2".into(), "{}".into(), 1000)
+        .await
+    else {
+        panic!("new");
+    };
+    s.finish(done, Finish::Done, 1001).await.expect("finish");
+    s.finish(failed, Finish::Failed, 1001)
+        .await
+        .expect("finish");
+    // Finishing something unknown is not an error and creates nothing.
+    s.finish(9_999, Finish::Done, 1001).await.expect("finish");
+    assert!(s.pending(usize::MAX).await.expect("pending").is_empty());
+    for m in ["om_1", "om_2"] {
+        assert_eq!(
+            s.accept_message(format!("late_{m}"), m.into(), "{}".into(), 1002)
+                .await,
+            Ok(Accepted::DuplicateMessage),
+            "{m} stays one command after it ran"
+        );
+    }
+}
+
+async fn a_put_is_recorded_once(b: Backing) {
+    let s = b.open().await;
+    assert_eq!(s.record_put("uuid-1".into(), 1000).await, Ok(true));
+    assert_eq!(s.record_put("uuid-1".into(), 1001).await, Ok(false));
+    assert_eq!(s.record_put("uuid-2".into(), 1001).await, Ok(true));
+    drop(s);
+    let s = b.open().await;
+    assert_eq!(s.record_put("uuid-1".into(), 1002).await, Ok(false));
+}
+
+async fn a_click_is_seen_once(b: Backing) {
+    let s = b.open().await;
+    assert_eq!(s.mark_seen("click-1".into(), 1000).await, Ok(true));
+    assert_eq!(s.mark_seen("click-1".into(), 1001).await, Ok(false));
+    // Clicks and events share the one seen set, as in Lark (both have event_ids).
+    assert_eq!(
+        s.accept_message("click-1".into(), "om_x".into(), "{}".into(), 1002)
+            .await,
+        Ok(Accepted::DuplicateEvent)
+    );
+    s.ping().await.expect("ping");
+}
+
+async fn bindings_are_kept_and_replaced(b: Backing) {
+    let s = b.open().await;
+    assert_eq!(s.binding("oc_1".into()).await, Ok(None));
+    s.bind("oc_1".into(), "space_a".into(), "ou_a".into(), 1000)
+        .await
+        .expect("bind");
+    s.bind("oc_2".into(), "space_b".into(), "ou_a".into(), 1000)
+        .await
+        .expect("bind");
+    s.bind("oc_1".into(), "space_c".into(), "ou_b".into(), 1001)
+        .await
+        .expect("rebind");
+    drop(s);
+    let s = b.open().await;
+    assert_eq!(s.binding("oc_1".into()).await, Ok(Some("space_c".into())));
+    assert_eq!(s.binding("oc_2".into()).await, Ok(Some("space_b".into())));
+    // Bindings are not dedup keys: purge leaves them.
+    s.purge(i64::MAX).await.expect("purge");
+    assert_eq!(s.binding("oc_2".into()).await, Ok(Some("space_b".into())));
+}
+
+fn claim(click: &str, by: &str, now: i64) -> ClaimRequest {
+    ClaimRequest {
+        nonce: "n1".into(),
+        click_id: click.into(),
+        kind: "go".into(),
+        by_open_id: by.into(),
+        now,
+        expires_at: now + 100,
+        stale_before: now - 60,
+    }
+}
+
+async fn a_card_is_claimed_once_and_keeps_its_result(b: Backing) {
+    let s = b.open().await;
+    // A result for a card nobody claimed is dropped, not turned into a claim.
+    s.finish_card("n1".into(), "{\"card\":0}".into())
+        .await
+        .expect("finish unclaimed");
+    assert_eq!(
+        s.claim_card(claim("c1", "ou_a", 1000)).await,
+        Ok(Claim::Granted)
+    );
+    let Ok(Claim::Held(h)) = s.claim_card(claim("c2", "ou_b", 1001)).await else {
+        panic!("second click must not act");
+    };
+    assert_eq!(
+        (h.click_id.as_str(), h.kind.as_str(), h.by_open_id.as_str()),
+        ("c1", "go", "ou_a")
+    );
+    assert_eq!((h.claimed_at, h.result), (1000, None));
+    // The same click, redelivered long after (stale), is still its own claim, not a takeover.
+    let Ok(Claim::Held(h)) = s.claim_card(claim("c1", "ou_a", 1500)).await else {
+        panic!("a redelivered click does not act twice");
+    };
+    assert_eq!(h.click_id, "c1");
+    s.finish_card("n1".into(), "{\"card\":1}".into())
+        .await
+        .expect("finish");
+    drop(s);
+    let s = b.open().await;
+    let Ok(Claim::Held(h)) = s.claim_card(claim("c3", "ou_b", 5000)).await else {
+        panic!("a finished card stays held, even when old");
+    };
+    assert_eq!(h.result.as_deref(), Some("{\"card\":1}"));
+    assert_eq!(h.click_id, "c1");
+}
+
+async fn an_unfinished_claim_whose_holder_died_is_taken_over(b: Backing) {
+    let s = b.open().await;
+    assert_eq!(
+        s.claim_card(claim("c1", "ou_a", 1000)).await,
+        Ok(Claim::Granted)
+    );
+    assert!(matches!(
+        s.claim_card(claim("c2", "ou_b", 1030)).await,
+        Ok(Claim::Held(_))
+    ));
+    // At 1100 the claim from 1000 is older than stale_before (1040): taken over.
+    assert_eq!(
+        s.claim_card(claim("c2", "ou_b", 1100)).await,
+        Ok(Claim::Granted)
+    );
+    let Ok(Claim::Held(h)) = s.claim_card(claim("c3", "ou_a", 1101)).await else {
+        panic!("the new holder holds it");
+    };
+    assert_eq!(
+        (h.click_id.as_str(), h.by_open_id.as_str(), h.claimed_at),
+        ("c2", "ou_b", 1100)
+    );
+    // The takeover kept the first claim's expiry (1100): forgotten once that is past.
+    assert_eq!(s.purge(1000 + 100 + 1).await, Ok(1));
+    assert_eq!(
+        s.claim_card(claim("c4", "ou_a", 1102)).await,
+        Ok(Claim::Granted)
+    );
+}
+
+async fn purge_forgets_exactly_what_is_older_than_the_cut(b: Backing) {
+    let s = b.open().await;
+    let Ok(Accepted::New(finished)) = s
+        .accept_message(event(1), "om_1".into(), "{}".into(), 1000)
+        .await
+    else {
+        panic!("new");
+    };
+    let Ok(Accepted::New(pending)) = s
+        .accept_message(event(2), "om_2".into(), "{}".into(), 1000)
+        .await
+    else {
+        panic!("new");
+    };
+    assert_eq!(s.mark_seen("click-1".into(), 1000).await, Ok(true));
+    assert_eq!(s.record_put("uuid-1".into(), 1000).await, Ok(true));
+    let mut card = claim("c1", "ou_a", 1000);
+    card.expires_at = 1500;
+    assert_eq!(s.claim_card(card).await, Ok(Claim::Granted));
+    s.finish(finished, Finish::Done, 1000)
+        .await
+        .expect("finish");
+
+    assert_eq!(s.purge(1000).await, Ok(0), "the cut is exclusive");
+    // 3 seen ids (two events, one click), 1 finished item, 1 PUT; the card lives to 1500.
+    assert_eq!(s.purge(1001).await, Ok(5));
+    assert_eq!(s.purge(1001).await, Ok(0), "nothing twice");
+
+    assert_eq!(s.mark_seen(event(1), 2000).await, Ok(true));
+    assert_eq!(s.mark_seen("click-1".into(), 2000).await, Ok(true));
+    assert_eq!(s.record_put("uuid-1".into(), 2000).await, Ok(true));
+    // The finished message is forgotten; the pending one is not.
+    assert!(matches!(
+        s.accept_message(event(3), "om_1".into(), "{}".into(), 2000)
+            .await,
+        Ok(Accepted::New(_))
+    ));
+    assert_eq!(
+        s.accept_message(event(4), "om_2".into(), "{}".into(), 2000)
+            .await,
+        Ok(Accepted::DuplicateMessage)
+    );
+    let ids: Vec<i64> = s
+        .pending(usize::MAX)
+        .await
+        .expect("pending")
+        .iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(ids.first(), Some(&pending));
+    assert_eq!(ids.len(), 2);
+    assert!(matches!(
+        s.claim_card(claim("c2", "ou_b", 1010)).await,
+        Ok(Claim::Held(_))
+    ));
+    assert_eq!(s.purge(1501).await, Ok(1), "the expired card");
+}
+
+// ---- Redis only ----
+
+#[tokio::test]
+async fn an_acknowledged_event_survives_a_redis_crash_and_the_handle_reconnects() {
+    let server = RedisServer::start();
+    let s = redis_store(&server.url()).await;
+    let Ok(Accepted::New(id)) = s
+        .accept_message(event(1), "om_1".into(), "{\"kept\":true}".into(), 1000)
+        .await
+    else {
+        panic!("new");
+    };
+    s.bind("oc_1".into(), "space_a".into(), "ou_a".into(), 1000)
+        .await
+        .expect("bind");
+    server.crash_and_restart();
+    // The same handle: the connection manager reconnects on its own.
+    let mut back = false;
+    for _ in 0..100 {
+        if s.ping().await.is_ok() {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(back, "the store reconnects after Redis restarts");
+    let pending = s.pending(usize::MAX).await.expect("pending");
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        (pending[0].id, pending[0].payload.as_str()),
+        (id, "{\"kept\":true}")
+    );
+    assert_eq!(
+        s.accept_message(event(1), "om_1".into(), "{}".into(), 1001)
+            .await,
+        Ok(Accepted::DuplicateEvent)
+    );
+    assert_eq!(s.binding("oc_1".into()).await, Ok(Some("space_a".into())));
+}
+
+#[tokio::test]
+async fn dedup_keys_expire_after_the_retention() {
+    let server = RedisServer::start();
+    let url = RedisUrl::parse(&server.url()).expect("url");
+    let s = Store::open_redis(&url, Duration::from_secs(1))
+        .await
+        .expect("redis");
+    assert_eq!(s.mark_seen("e1".into(), 1000).await, Ok(true));
+    assert_eq!(s.record_put("u1".into(), 1000).await, Ok(true));
+    assert_eq!(s.mark_seen("e1".into(), 1000).await, Ok(false));
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(s.mark_seen("e1".into(), 1000).await, Ok(true));
+    assert_eq!(s.record_put("u1".into(), 1000).await, Ok(true));
+}
+
+#[tokio::test]
+async fn a_server_without_fsync_on_every_write_is_warned_about() {
+    let server = RedisServer::start();
+    let s = redis_store(&server.url()).await;
+    assert_eq!(s.durability_warning().await, None);
+    assert!(
+        server
+            .command("CONFIG SET appendfsync everysec")
+            .starts_with("+OK")
+    );
+    let warning = s.durability_warning().await.expect("a warning");
+    assert!(warning.contains("appendfsync always"), "{warning}");
+    // CONFIG disabled (as on managed services): no warning, no error.
+    let locked = RedisServer::start_with(&["--rename-command", "CONFIG", ""]);
+    assert_eq!(
+        redis_store(&locked.url()).await.durability_warning().await,
+        None
+    );
+    let sqlite_dir = tempfile::tempdir().expect("dir");
+    let sqlite = Store::open(&sqlite_dir.path().join("s.db")).expect("sqlite");
+    assert_eq!(sqlite.durability_warning().await, None);
+}
+
+#[tokio::test]
+async fn the_password_works_and_never_appears_in_an_error() {
+    let server = RedisServer::start_with(&["--requirepass", "right-pw-123"]);
+    let port = server.port();
+    let good = RedisUrl::parse(&format!("redis://:right-pw-123@127.0.0.1:{port}/1")).expect("url");
+    let s = Store::open_redis(&good, RETENTION)
+        .await
+        .expect("with the password");
+    assert_eq!(s.mark_seen("e".into(), 1).await, Ok(true));
+    assert!(!format!("{good:?} {good}").contains("right-pw-123"));
+
+    let bad = RedisUrl::parse(&format!("redis://:wrong-pw-456@127.0.0.1:{port}")).expect("url");
+    let err = match Store::open_redis(&bad, RETENTION).await {
+        Ok(_) => panic!("a wrong password must not connect"),
+        Err(e) => e.to_string(),
+    };
+    assert!(!err.contains("wrong-pw-456"), "{err}");
+    assert!(err.contains("127.0.0.1"), "{err}");
+}
