@@ -4,13 +4,13 @@
 # on this machine, in the same run, with the same encrypted and signed deliveries; plus
 # abort-bot's resident memory when idle. Loopback only; every load is bounded by wrk's -d.
 #
-#   bench/run.sh            (ROUNDS=3 DURATION=8 CONNS=32 EVENTS=100000 to change)
+#   bench/run.sh            (ROUNDS=3 DURATION=6 CONNS=32 EVENTS=220000 to change)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
-DURATION=${DURATION:-8}
+DURATION=${DURATION:-6}
 CONNS=${CONNS:-32}
-EVENTS=${EVENTS:-100000}
+EVENTS=${EVENTS:-220000}
 BOT_PORT=3100
 NODE_PORT=3103
 out=target/bench

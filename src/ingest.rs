@@ -55,7 +55,11 @@ pub async fn ingest(
                 Ok(m) => m,
                 Err(e) => return malformed(state, route, &e),
             };
-            let payload = env.body.to_string();
+            // What the worker needs, typed and compact; not the whole envelope.
+            let payload = match serde_json::to_string(&msg) {
+                Ok(p) => p,
+                Err(e) => return malformed(state, route, &e),
+            };
             let accepted = state
                 .store
                 .accept_message(

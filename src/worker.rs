@@ -80,9 +80,14 @@ impl Worker {
     }
 
     async fn process(&self, item: InboxItem, requeue: mpsc::UnboundedSender<InboxItem>) {
-        let msg = serde_json::from_str::<serde_json::Value>(&item.payload)
+        // Stored as a ReceivedMessage; a whole envelope is still read (stored by older versions).
+        let msg = serde_json::from_str::<ReceivedMessage>(&item.payload)
             .ok()
-            .and_then(|v| ReceivedMessage::from_event(&v).ok());
+            .or_else(|| {
+                serde_json::from_str::<serde_json::Value>(&item.payload)
+                    .ok()
+                    .and_then(|v| ReceivedMessage::from_event(&v).ok())
+            });
         let Some(msg) = msg else {
             tracing::error!(
                 inbox_id = item.id,

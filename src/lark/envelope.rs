@@ -31,9 +31,16 @@ pub struct CardActionEnvelope {
     pub body: Value,
 }
 
-/// A string field at a JSON pointer, if present and non-empty.
-pub fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
-    v.pointer(pointer)
+/// A string field at a path of object keys written like a JSON pointer (`/event/message/chat_id`),
+/// if present and non-empty. Keys are taken literally: no `~` escapes, which also keeps this
+/// off `Value::pointer`'s per-segment allocations on the hot path.
+pub fn str_at<'a>(v: &'a Value, path: &str) -> Option<&'a str> {
+    value_at(v, path)
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
+}
+
+/// The value at a path of object keys (see [`str_at`]).
+pub fn value_at<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('/').skip(1).try_fold(v, |v, key| v.get(key))
 }

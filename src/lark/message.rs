@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::envelope::str_at;
+use super::envelope::{str_at, value_at};
 
 /// The ids Lark gives a user; which ones are present depends on the event and the scopes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,8 +79,7 @@ impl ReceivedMessage {
         };
         let message_type = str_at(body, "/event/message/message_type").unwrap_or_default();
         let content = str_at(body, "/event/message/content").unwrap_or_default();
-        let mentions = body
-            .pointer("/event/message/mentions")
+        let mentions = value_at(body, "/event/message/mentions")
             .and_then(Value::as_array)
             .map(|list| {
                 list.iter()
@@ -97,7 +96,7 @@ impl ReceivedMessage {
             chat_id,
             chat_type,
             thread_id: str_at(body, "/event/message/thread_id").map(str::to_owned),
-            sender: UserIds::from_value(body.pointer("/event/sender/sender_id")),
+            sender: UserIds::from_value(value_at(body, "/event/sender/sender_id")),
             text: command_text(message_type, content),
             mentions,
         })

@@ -1,9 +1,10 @@
 //! The SQLite backend: one file, one writer thread.
 //!
 //! The writer thread owns the connection. Requests queue up while a commit is under way and
-//! are then applied together in one transaction (group commit), each in its own savepoint so
-//! one failing request cannot undo another's. A caller hears back only after the commit: an
-//! acknowledged event is on disk (WAL, `synchronous = FULL`).
+//! are then applied together in one transaction (group commit). A request of several statements
+//! runs in its own savepoint, so a failure undoes only its own writes (a single statement is
+//! atomic by itself). A caller hears back only after the commit: an acknowledged event is on disk
+//! (WAL, `synchronous = FULL`).
 
 use std::path::Path;
 use std::sync::mpsc as std_mpsc;
@@ -24,7 +25,7 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 type Done = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> (bool, Done) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> Done + Send>;
 
 /// The SQLite backend's handle; cheap to clone.
 #[derive(Clone)]
@@ -38,7 +39,7 @@ CREATE TABLE IF NOT EXISTS seen_events (
     seen_at  INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS inbox (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          INTEGER PRIMARY KEY,
     dedup_key   TEXT NOT NULL UNIQUE,
     kind        TEXT NOT NULL,
     payload     TEXT NOT NULL,
@@ -94,8 +95,26 @@ impl SqliteStore {
         Ok(SqliteStore { jobs })
     }
 
-    /// Runs `f` in the writer's next transaction and answers after the commit.
+    /// Runs `f` (one statement, or only reads) in the writer's next transaction and answers
+    /// after the commit.
     async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.submit(f).await
+    }
+
+    /// Like [`Self::run`], for `f` of several writes: they apply all or not at all.
+    async fn run_atomic<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.submit(move |conn| in_savepoint(conn, f)).await
+    }
+
+    async fn submit<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
@@ -103,11 +122,9 @@ impl SqliteStore {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
             let result = f(conn).map_err(StoreError::from);
-            let ok = result.is_ok();
-            let done: Done = Box::new(move |committed: Result<(), StoreError>| {
+            Box::new(move |committed: Result<(), StoreError>| {
                 let _ = tx.send(committed.and(result));
-            });
-            (ok, done)
+            })
         });
         self.jobs.send(job).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
@@ -121,15 +138,16 @@ impl SqliteStore {
         payload: String,
         now: i64,
     ) -> Result<Accepted, StoreError> {
-        self.run(move |c| {
+        self.run_atomic(move |c| {
             if !insert_seen(c, &event_id, now)? {
                 return Ok(Accepted::DuplicateEvent);
             }
-            let inserted = c.execute(
-                "INSERT OR IGNORE INTO inbox (dedup_key, kind, payload, received_at)
-                 VALUES (?1, 'message', ?2, ?3)",
-                params![format!("message:{message_id}"), payload, now],
-            )?;
+            let inserted = c
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO inbox (dedup_key, kind, payload, received_at)
+                     VALUES (?1, 'message', ?2, ?3)",
+                )?
+                .execute(params![format!("message:{message_id}"), payload, now])?;
             if inserted == 0 {
                 return Ok(Accepted::DuplicateMessage);
             }
@@ -166,11 +184,9 @@ impl SqliteStore {
     /// Counts one more attempt at an inbox item.
     pub(super) async fn note_attempt(&self, id: i64) -> Result<(), StoreError> {
         self.run(move |c| {
-            c.execute(
-                "UPDATE inbox SET attempts = attempts + 1 WHERE id = ?1",
-                [id],
-            )
-            .map(|_| ())
+            c.prepare_cached("UPDATE inbox SET attempts = attempts + 1 WHERE id = ?1")?
+                .execute([id])
+                .map(|_| ())
         })
         .await
     }
@@ -181,11 +197,9 @@ impl SqliteStore {
             Finish::Failed => "failed",
         };
         self.run(move |c| {
-            c.execute(
-                "UPDATE inbox SET status = ?2, finished_at = ?3 WHERE id = ?1",
-                params![id, status, now],
-            )
-            .map(|_| ())
+            c.prepare_cached("UPDATE inbox SET status = ?2, finished_at = ?3 WHERE id = ?1")?
+                .execute(params![id, status, now])
+                .map(|_| ())
         })
         .await
     }
@@ -194,10 +208,10 @@ impl SqliteStore {
     /// False means it was sent before (a retry after a crash, or a redelivery).
     pub(super) async fn record_put(&self, idem_uuid: String, now: i64) -> Result<bool, StoreError> {
         self.run(move |c| {
-            c.execute(
+            c.prepare_cached(
                 "INSERT OR IGNORE INTO sent_puts (idem_uuid, sent_at) VALUES (?1, ?2)",
-                params![idem_uuid, now],
-            )
+            )?
+            .execute(params![idem_uuid, now])
             .map(|n| n == 1)
         })
         .await
@@ -296,7 +310,7 @@ impl SqliteStore {
 
     /// Forgets dedup keys and finished events older than `before` (Unix seconds).
     pub(super) async fn purge(&self, before: i64) -> Result<usize, StoreError> {
-        self.run(move |c| {
+        self.run_atomic(move |c| {
             let a = c.execute("DELETE FROM seen_events WHERE seen_at < ?1", [before])?;
             let b = c.execute(
                 "DELETE FROM inbox WHERE status != 'pending' AND finished_at < ?1",
@@ -322,6 +336,28 @@ fn insert_seen(c: &Connection, event_id: &str, now: i64) -> rusqlite::Result<boo
         .map(|n| n == 1)
 }
 
+/// Runs `f` inside a savepoint: on error its writes are rolled back, and the transaction
+/// (shared with other requests) goes on.
+fn in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    // Prepared once and reused: these run for every multi-statement request.
+    let exec = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
+    exec("SAVEPOINT job")?;
+    match f(conn) {
+        Ok(v) => {
+            exec("RELEASE job")?;
+            Ok(v)
+        }
+        Err(e) => {
+            exec("ROLLBACK TO job")?;
+            exec("RELEASE job")?;
+            Err(e)
+        }
+    }
+}
+
 /// The writer loop: take what is queued, apply it in one transaction, commit, answer.
 /// A job that cannot run is dropped, which its caller hears as [`StoreError::Closed`].
 fn writer(mut conn: Connection, rx: std_mpsc::Receiver<Job>) {
@@ -340,22 +376,7 @@ fn writer(mut conn: Connection, rx: std_mpsc::Receiver<Job>) {
             );
             continue;
         };
-        let mut dones = Vec::with_capacity(batch.len());
-        for job in batch {
-            if tx.execute_batch("SAVEPOINT job").is_err() {
-                continue;
-            }
-            let (ok, done) = job(&tx);
-            // A failed job's own writes are undone; the others' stay.
-            let end = if ok {
-                "RELEASE job"
-            } else {
-                "ROLLBACK TO job; RELEASE job"
-            };
-            if tx.execute_batch(end).is_ok() {
-                dones.push(done);
-            }
-        }
+        let dones: Vec<Done> = batch.into_iter().map(|job| job(&tx)).collect();
         let committed = tx.commit().map_err(StoreError::from);
         if let Err(e) = &committed {
             tracing::error!(error = %e, "store: commit failed");
