@@ -676,3 +676,22 @@ impl TestApp {
         (reply.message_id, reply.card)
     }
 }
+
+/// Polls `done` every 20 ms for at most 5 s; panics naming `what` if it never holds.
+pub async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..250 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("not within 5 s: {what}");
+}
+
+/// Waits (bounded) until the emulated Feishu Project has seen `n` PUTs.
+pub async fn wait_for_puts(app: &TestApp, n: usize) {
+    wait_until(&format!("{n} PUTs"), || {
+        app.project.requests_to("PUT", "/open_api/").len() >= n
+    })
+    .await;
+}

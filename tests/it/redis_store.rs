@@ -2,8 +2,6 @@
 //! its redeliveries act once, and a crash of the bot, or of Redis itself, loses nothing and
 //! doubles nothing.
 
-use std::time::Duration;
-
 use super::helpers::*;
 use super::redis_server::RedisServer;
 use abort_bot::emulator::project::{Endpoint, Fault};
@@ -16,17 +14,6 @@ async fn spawn_on_redis() -> (TestApp, std::sync::Arc<RedisServer>) {
     })
     .await;
     (app, redis)
-}
-
-/// Waits (bounded) until the emulated Feishu Project has seen `n` PUTs.
-async fn wait_for_puts(app: &TestApp, n: usize) {
-    for _ in 0..250 {
-        if app.project.requests_to("PUT", "/open_api/").len() >= n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("fewer than {n} PUTs within 5 s");
 }
 
 #[tokio::test]
@@ -88,46 +75,8 @@ async fn a_binding_lives_in_redis_across_a_restart() {
 
 #[tokio::test]
 async fn a_crash_after_the_put_landed_aborts_exactly_once() {
-    let (mut app, _redis) = spawn_on_redis().await;
-    // The first PUT is applied by the server, but the bot dies before hearing the answer.
-    app.project
-        .push_fault(Endpoint::Abort, Fault::Hang { apply: true });
-    let message_id = new_message_id();
-    let event = message_event(
-        &new_event_id(),
-        &message_id,
-        ALICE,
-        Chat::Group,
-        "/abort 12345 repeat",
-    );
-    assert_eq!(
-        app.post_event(&event).await.status(),
-        200,
-        "acked after the durable write"
-    );
-    wait_for_puts(&app, 1).await;
-    app.crash();
-    assert!(app.lark.replies_to(&message_id).is_empty());
-
-    let app = app.restart().await;
-    let reply = app.reply_to(&message_id).await;
-    assert_eq!(
-        card_color(&reply.card),
-        "green",
-        "{}",
-        card_text(&reply.card)
-    );
-    let puts = app.project.requests_to("PUT", "/open_api/");
-    assert_eq!(
-        puts.len(),
-        2,
-        "the pending event ran again after the restart"
-    );
-    assert_eq!(puts[0].header("x-idem-uuid"), puts[1].header("x-idem-uuid"));
-    let item = app.project.item(12345).expect("item");
-    assert!(item.aborted);
-    assert_eq!(item.reason_option, "repeat");
-    assert_eq!(app.settled_replies(&message_id).await.len(), 1);
+    let (app, _redis) = spawn_on_redis().await;
+    super::reliability::crash_after_the_put_landed(app).await;
 }
 
 #[tokio::test]
@@ -145,16 +94,12 @@ async fn an_acknowledged_event_survives_a_crash_of_the_bot_and_of_redis() {
         "/abort 12346 cancel",
     );
     assert_eq!(app.post_event(&event).await.status(), 200);
-    for _ in 0..250 {
-        if !app
-            .project
+    wait_until("user lookup", || {
+        !app.project
             .requests_to("POST", "/open_api/user/query")
             .is_empty()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
     app.crash();
     // Redis is killed too (no shutdown save): only its append-only file remains.
     redis.crash_and_restart();

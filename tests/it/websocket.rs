@@ -20,21 +20,10 @@ async fn ws_app() -> TestApp {
     app
 }
 
-/// Waits (bounded) until `pred` holds.
-async fn eventually(what: &str, pred: impl Fn() -> bool) {
-    for _ in 0..250 {
-        if pred() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("not within 5 s: {what}");
-}
-
 /// Waits until the bot has opened its `n`-th connection and it is the only one open.
 async fn connected(app: &TestApp, n: u32) {
     let ws = app.lark.ws();
-    eventually(&format!("connection {n} open"), || {
+    wait_until(&format!("connection {n} open"), || {
         ws.connections() >= n && ws.open_connections() == 1
     })
     .await;
@@ -83,7 +72,7 @@ fn acks_for(app: &TestApp, frame_id: &str) -> Vec<Frame> {
 
 /// Waits (bounded) for the `n`-th ack of `frame_id`.
 async fn ack(app: &TestApp, frame_id: &str, n: usize) -> Frame {
-    eventually(&format!("ack {n} of {frame_id}"), || {
+    wait_until(&format!("ack {n} of {frame_id}"), || {
         acks_for(app, frame_id).len() >= n
     })
     .await;
@@ -296,7 +285,7 @@ async fn a_connection_limit_refusal_stops_retrying_but_not_the_server() {
     let ws = app.lark.ws();
     ws.push_endpoint_fault(1_000_040_350);
     ws.drop_connections();
-    eventually("the refused endpoint call", || ws.endpoint_calls() == 2).await;
+    wait_until("the refused endpoint call", || ws.endpoint_calls() == 2).await;
     // Longer than ReconnectInterval (1 s): no further attempt.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(ws.endpoint_calls(), 2);
@@ -318,7 +307,7 @@ async fn pings_follow_the_ping_interval_from_the_endpoint() {
             .collect::<Vec<_>>()
     };
     // One at once, then every PingInterval (1 s): three within about 2 s.
-    eventually("three pings", || pings().len() >= 3).await;
+    wait_until("three pings", || pings().len() >= 3).await;
     for p in pings() {
         assert_eq!(p.to_bytes(), Frame::ping(SERVICE_ID).to_bytes());
     }
@@ -335,7 +324,7 @@ async fn graceful_stop_closes_the_connection_and_does_not_reconnect() {
 
     let ws = app.lark.ws();
     app.stop().await.expect("graceful stop");
-    eventually("the bot's close frame", || ws.closed_by_bot() == 1).await;
+    wait_until("the bot's close frame", || ws.closed_by_bot() == 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(ws.connections(), 1);
     assert_eq!(ws.open_connections(), 0);
