@@ -323,6 +323,18 @@ fn ok(data: Value) -> Response {
     envelope(200, 0, "", data)
 }
 
+/// The strings of a JSON array field (missing or malformed: none).
+fn strings(body: &Value, field: &str) -> Vec<String> {
+    body.get(field)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn endpoint_of(method: &Method, segments: &[&str]) -> Option<Endpoint> {
     match (method.as_str(), segments) {
         ("POST", ["open_api", "authen", "plugin_token"]) => Some(Endpoint::Token),
@@ -432,19 +444,8 @@ impl ProjectEmulator {
             Some(t) => t.to_owned(),
         };
         if endpoint == Endpoint::UserQuery {
-            let by = |field: &str| -> Vec<String> {
-                json_body
-                    .get(field)
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|v| v.as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            };
-            let out_ids = by("out_ids");
-            let emails = by("emails");
+            let out_ids = strings(&json_body, "out_ids");
+            let emails = strings(&json_body, "emails");
             let found: Vec<Value> = s
                 .users
                 .iter()
@@ -464,19 +465,8 @@ impl ProjectEmulator {
             return envelope(400, 20042, "X-User-Key is wrong", Value::Null);
         }
         if endpoint == Endpoint::ProjectDetail {
-            let names = |field: &str| -> Vec<String> {
-                json_body
-                    .get(field)
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|v| v.as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            };
-            let keys = names("project_keys");
-            let simple = names("simple_names");
+            let keys = strings(&json_body, "project_keys");
+            let simple = strings(&json_body, "simple_names");
             let found: serde_json::Map<String, Value> = s
                 .spaces
                 .iter()
