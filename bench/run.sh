@@ -24,13 +24,13 @@ if [ ! -d "$out/node/node_modules/@larksuiteoapi/node-sdk" ] || [ ! -d "$out/nod
   (cd "$out/node" && npm init -y >/dev/null && npm install --no-audit --no-fund --silent \
     @larksuiteoapi/node-sdk@1.74.0 better-sqlite3@12)
 fi
-cargo build --release --quiet --bin abort-bot --example emulators --example bench_events
+cargo build --profile dist --quiet --bin abort-bot --example emulators --example bench_events
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-target/release/examples/emulators 3101 3102 >/dev/null &
+target/dist/examples/emulators 3101 3102 >/dev/null &
 pids+=($!)
 
 wait_port() {
@@ -50,7 +50,7 @@ load() { # port -> wrk summary line
 
 bot_rates=(); node_rates=(); bot_rss=()
 for round in $(seq 1 "$ROUNDS"); do
-  target/release/examples/bench_events "$EVENTS" "$out/events.txt" 2>/dev/null
+  target/dist/examples/bench_events "$EVENTS" "$out/events.txt" 2>/dev/null
 
   rm -f "$out"/bot.db*
   LARK_APP_ID=cli_bench LARK_APP_SECRET=bench-app-secret \
@@ -58,7 +58,7 @@ for round in $(seq 1 "$ROUNDS"); do
   LARK_BASE_URL=http://127.0.0.1:3101 FEISHU_PROJECT_BASE_URL=http://127.0.0.1:3102 \
   FEISHU_PROJECT_PLUGIN_ID=MII_BENCH FEISHU_PROJECT_PLUGIN_SECRET=bench-plugin-secret \
   ABORT_BOT_LISTEN=127.0.0.1:$BOT_PORT ABORT_BOT_STORE="sqlite://$out/bot.db" RUST_LOG=warn \
-    target/release/abort-bot serve &
+    target/dist/abort-bot serve &
   bot=$!; pids+=("$bot")
   wait_port $BOT_PORT
   sleep 1
