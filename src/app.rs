@@ -17,14 +17,14 @@ use crate::interact::{DEFAULT_BUDGET, Interact};
 use crate::lark::client::{LarkClient, LarkClientConfig};
 use crate::lark::verify::Verifier;
 use crate::lark::ws::SessionLimits;
-use crate::lark::ws::client::LongConnection;
+use crate::lark::ws::client::{LinkStatus, LongConnection};
 use crate::metrics::{Metrics, Tap};
 use crate::project::client::{ProjectClient, ProjectClientConfig};
 use crate::retry::RetryPolicy;
 use crate::routes::{AppState, router};
 use crate::service::Service;
 use crate::store::{InboxItem, Store, StoreError};
-use crate::worker::Worker;
+use crate::worker::{Queue, SWEEP_EVERY, SWEEP_GRACE, Worker};
 
 /// What start-up can fail on.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +47,8 @@ pub struct Overrides {
     pub retry: RetryPolicy,
     pub upstream_timeout: Duration,
     pub tap: Option<Tap>,
+    /// How often the worker sweeps the inbox for pending events nobody queued.
+    pub sweep_every: Duration,
 }
 
 impl Default for Overrides {
@@ -56,6 +58,7 @@ impl Default for Overrides {
             retry: RetryPolicy::default(),
             upstream_timeout: Duration::from_secs(10),
             tap: None,
+            sweep_every: SWEEP_EVERY,
         }
     }
 }
@@ -140,15 +143,15 @@ impl App {
             signer: signer.clone(),
             budget: DEFAULT_BUDGET,
         });
-        let (tx, rx) = mpsc::unbounded_channel();
-        // What a crash left pending is queued before the server accepts anything, so a new
-        // delivery can never be queued twice (once by its route, once from the store).
+        let (tx, rx) = Queue::new();
+        // What a crash left pending is queued before the server accepts anything (the queue
+        // would refuse a second copy anyway: it tracks what is in flight).
         let pending = store.pending(usize::MAX).await?;
         if !pending.is_empty() {
             tracing::info!(count = pending.len(), "resuming events left pending");
         }
         for item in pending {
-            let _ = tx.send(item);
+            tx.send(item);
         }
         let verifier = Arc::new(Verifier::new(
             settings.lark.verification_token.clone(),
@@ -163,9 +166,16 @@ impl App {
             metrics: clients.metrics,
             clock: o.clock.clone(),
             interact,
+            link: (settings.mode == Mode::Websocket).then(LinkStatus::default),
         };
-        let ws = (settings.mode == Mode::Websocket)
-            .then(|| LongConnection::new(lark, Arc::new(state.clone()), SessionLimits::default()));
+        let ws = state.link.clone().map(|link| {
+            LongConnection::new(
+                lark,
+                Arc::new(state.clone()),
+                SessionLimits::default(),
+                link,
+            )
+        });
         let worker = Worker {
             store,
             chat: Arc::new(Chat {
@@ -175,6 +185,8 @@ impl App {
             }),
             clock: o.clock,
             retention: settings.dedup_retention,
+            sweep_every: o.sweep_every,
+            sweep_grace: SWEEP_GRACE,
         };
         Ok(App {
             listener,

@@ -60,23 +60,20 @@ pub async fn ingest(
                 Ok(p) => p,
                 Err(e) => return malformed(state, route, &e),
             };
+            let now = state.clock.now_secs();
             let accepted = state
                 .store
-                .accept_message(
-                    env.event_id,
-                    msg.message_id,
-                    payload.clone(),
-                    state.clock.now_secs(),
-                )
+                .accept_message(env.event_id, msg.message_id, payload.clone(), now)
                 .await;
             match accepted {
                 Ok(Accepted::New(id)) => {
                     state.metrics.inbound(route, "accepted");
-                    let _ = state.queue.send(InboxItem {
+                    state.queue.send(InboxItem {
                         id,
                         kind: "message".into(),
                         payload,
                         attempts: 0,
+                        received_at: now,
                     });
                     Ingested::Acknowledged
                 }

@@ -1,9 +1,12 @@
-//! Runs stored events after they were acknowledged. New events arrive on a channel from the
-//! routes; whatever a crash left pending was put on the same channel at start-up. Each
-//! event is finished in the store only after its reply went out, so nothing is lost; a
-//! redelivery cannot act twice because the PUT and the reply carry derived idempotency keys.
+//! Runs stored events after they were acknowledged. New events arrive on a [`Queue`] from the
+//! routes; whatever a crash left pending was put on the same queue at start-up, and a
+//! periodic sweep queues anything else still pending (an event whose store write succeeded
+//! but whose answer was lost, so its redelivery was taken for a duplicate). Each event is
+//! finished in the store only after its reply went out, so nothing is lost; a redelivery
+//! cannot act twice because the PUT and the reply carry derived idempotency keys.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -21,12 +24,91 @@ const MAX_ATTEMPTS: i64 = 5;
 const CONCURRENCY: usize = 32;
 /// How long shutdown waits for in-flight events.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
+/// How often the store is swept for pending events nobody queued.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// Events younger than this (by `received_at`) are left to their route: it may be about to
+/// queue them. The in-flight set already prevents a double queue; this keeps the sweep off
+/// the hot path entirely.
+pub const SWEEP_GRACE: Duration = Duration::from_secs(30);
+
+/// The ids this process has queued and not yet finished (also while a retry waits), and
+/// those finished since the current sweep began, whose pending row the sweep may have read
+/// just before they were finished.
+#[derive(Default)]
+struct Tracked {
+    in_flight: HashSet<i64>,
+    finished: HashSet<i64>,
+}
+
+/// The way into the worker: every item sent is tracked until the worker finishes it, so the
+/// sweep (or anyone else) can never queue the same event twice. Cheap to clone.
+#[derive(Clone)]
+pub struct Queue {
+    tx: mpsc::UnboundedSender<InboxItem>,
+    tracked: Arc<Mutex<Tracked>>,
+}
+
+impl Queue {
+    /// A queue and the receiver to hand to [`Worker::run`].
+    pub fn new() -> (Queue, mpsc::UnboundedReceiver<InboxItem>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let tracked = Arc::default();
+        (Queue { tx, tracked }, rx)
+    }
+
+    /// Queues `item` unless it is already in flight (or was finished during the current
+    /// sweep); true if it was queued.
+    pub fn send(&self, item: InboxItem) -> bool {
+        let id = item.id;
+        {
+            let mut t = self.lock();
+            if t.finished.contains(&id) || !t.in_flight.insert(id) {
+                return false;
+            }
+        }
+        if self.tx.send(item).is_err() {
+            self.lock().in_flight.remove(&id);
+            return false;
+        }
+        true
+    }
+
+    /// Puts an item that is already in flight back on the channel (a retry).
+    fn resend(&self, item: InboxItem) {
+        let id = item.id;
+        if self.tx.send(item).is_err() {
+            self.lock().in_flight.remove(&id);
+        }
+    }
+
+    /// The item is no longer in flight; a sweep under way must not queue it either.
+    fn finished(&self, id: i64) {
+        let mut t = self.lock();
+        t.in_flight.remove(&id);
+        t.finished.insert(id);
+    }
+
+    /// Called before a sweep reads the store: what was finished before that read is no
+    /// longer pending there, so only finishes from now on need remembering.
+    fn sweep_begins(&self) {
+        self.lock().finished.clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tracked> {
+        // The set stays consistent even if a holder panicked: each update is one call.
+        self.tracked.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
 
 pub struct Worker {
     pub store: Store,
     pub chat: Arc<Chat>,
     pub clock: SharedClock,
     pub retention: Duration,
+    /// How often to sweep the store for pending events ([`SWEEP_EVERY`]; shorter in tests).
+    pub sweep_every: Duration,
+    /// How old a pending event must be before the sweep queues it ([`SWEEP_GRACE`]).
+    pub sweep_grace: Duration,
 }
 
 impl Worker {
@@ -34,13 +116,19 @@ impl Worker {
     pub async fn run(
         self,
         mut queue: mpsc::UnboundedReceiver<InboxItem>,
-        requeue: mpsc::UnboundedSender<InboxItem>,
+        requeue: Queue,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let this = Arc::new(self);
         let limit = Arc::new(Semaphore::new(CONCURRENCY));
         let mut tasks = JoinSet::new();
         let mut purge = tokio::time::interval(Duration::from_secs(3600));
+        // Start-up already queued everything pending: the first sweep waits a full interval.
+        let mut sweep = tokio::time::interval_at(
+            tokio::time::Instant::now() + this.sweep_every,
+            this.sweep_every,
+        );
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
@@ -63,6 +151,7 @@ impl Worker {
                         tracing::warn!(error = %e, "purging old dedup keys failed");
                     }
                 }
+                _ = sweep.tick() => this.sweep(&requeue).await,
             }
         }
         if !tasks.is_empty() {
@@ -79,7 +168,33 @@ impl Worker {
         }
     }
 
-    async fn process(&self, item: InboxItem, requeue: mpsc::UnboundedSender<InboxItem>) {
+    /// Queues pending events that are old enough and not in flight here.
+    async fn sweep(&self, queue: &Queue) {
+        queue.sweep_begins();
+        let pending = match self.store.pending(usize::MAX).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot sweep the inbox for pending events");
+                return;
+            }
+        };
+        let grace = i64::try_from(self.sweep_grace.as_secs()).unwrap_or(i64::MAX);
+        let before = self.clock.now_secs().saturating_sub(grace);
+        let mut queued = 0_usize;
+        for item in pending {
+            if item.received_at <= before && queue.send(item) {
+                queued += 1;
+            }
+        }
+        if queued > 0 {
+            tracing::warn!(
+                count = queued,
+                "queued pending events nothing else had queued"
+            );
+        }
+    }
+
+    async fn process(&self, item: InboxItem, requeue: Queue) {
         // Stored as a ReceivedMessage; a whole envelope is still read (stored by older versions).
         let msg = serde_json::from_str::<ReceivedMessage>(&item.payload)
             .ok()
@@ -93,13 +208,13 @@ impl Worker {
                 inbox_id = item.id,
                 "stored event is not a readable message; dropping it"
             );
-            self.finish(item.id, Finish::Failed).await;
+            self.finish(item.id, Finish::Failed, &requeue).await;
             return;
         };
         let span =
             tracing::info_span!("message", message_id = %msg.message_id, chat_id = %msg.chat_id);
         match self.chat.handle(&msg).instrument(span).await {
-            Ok(_) => self.finish(item.id, Finish::Done).await,
+            Ok(_) => self.finish(item.id, Finish::Done, &requeue).await,
             Err(e) if e.is_retryable() && item.attempts + 1 < MAX_ATTEMPTS => {
                 tracing::warn!(error = %e, attempt = item.attempts + 1, "message failed; will retry");
                 if let Err(e) = self.store.note_attempt(item.id).await {
@@ -111,21 +226,76 @@ impl Worker {
                     attempts: item.attempts + 1,
                     ..item
                 };
+                // Still in flight while it waits, so the sweep leaves it alone.
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
-                    let _ = requeue.send(next);
+                    requeue.resend(next);
                 });
             }
             Err(e) => {
                 tracing::error!(error = %e, "message failed for good");
-                self.finish(item.id, Finish::Failed).await;
+                self.finish(item.id, Finish::Failed, &requeue).await;
             }
         }
     }
 
-    async fn finish(&self, id: i64, how: Finish) {
+    async fn finish(&self, id: i64, how: Finish, queue: &Queue) {
         if let Err(e) = self.store.finish(id, how, self.clock.now_secs()).await {
-            tracing::error!(error = %e, inbox_id = id, "cannot mark the event finished; it will run again after a restart");
+            tracing::error!(error = %e, inbox_id = id, "cannot mark the event finished; a later sweep runs it again");
         }
+        // Only after the store write: a sweep must not read it as pending and find it idle.
+        queue.finished(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(id: i64) -> InboxItem {
+        InboxItem {
+            id,
+            kind: "message".into(),
+            payload: "{}".into(),
+            attempts: 0,
+            received_at: 0,
+        }
+    }
+
+    #[test]
+    fn an_item_in_flight_is_not_queued_again() {
+        let (queue, mut rx) = Queue::new();
+        assert!(queue.send(item(1)));
+        assert!(!queue.send(item(1)), "queued, not yet finished");
+        assert_eq!(rx.try_recv().map(|i| i.id), Ok(1));
+        assert!(!queue.send(item(1)), "received, not yet finished");
+        // A retry goes back on the channel while staying in flight.
+        queue.resend(item(1));
+        assert_eq!(rx.try_recv().map(|i| i.id), Ok(1));
+        assert!(!queue.send(item(1)));
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn an_item_finished_during_a_sweep_is_not_queued_by_it() {
+        let (queue, mut rx) = Queue::new();
+        assert!(queue.send(item(7)));
+        let _ = rx.try_recv();
+        queue.sweep_begins();
+        // The sweep read 7 as pending, then the worker finished it.
+        queue.finished(7);
+        assert!(!queue.send(item(7)));
+        // The next sweep reads the store afresh: if 7 is still pending there (its finish
+        // was lost), it runs again.
+        queue.sweep_begins();
+        assert!(queue.send(item(7)));
+    }
+
+    #[test]
+    fn nothing_stays_in_flight_once_the_worker_is_gone() {
+        let (queue, rx) = Queue::new();
+        drop(rx);
+        assert!(!queue.send(item(3)));
+        assert!(queue.lock().in_flight.is_empty());
     }
 }

@@ -7,16 +7,16 @@ mod health;
 
 use std::sync::Arc;
 
-use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
-use tokio::sync::mpsc;
-
 use crate::clock::SharedClock;
 use crate::interact::Interact;
 use crate::lark::verify::Verifier;
+use crate::lark::ws::client::LinkStatus;
 use crate::metrics::Metrics;
-use crate::store::{InboxItem, Store};
+use crate::store::Store;
+use crate::worker::Queue;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
 
 /// Lark bodies are small; anything larger is refused with 413 before it is read.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -26,11 +26,13 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub struct AppState {
     pub verifier: Arc<Verifier>,
     pub store: Store,
-    pub queue: mpsc::UnboundedSender<InboxItem>,
+    pub queue: Queue,
     pub metrics: Arc<Metrics>,
     pub clock: SharedClock,
     /// Answers card clicks, inline and within Lark's 3 s.
     pub interact: Arc<Interact>,
+    /// The long connection's state, in `websocket` mode (for `/readyz`).
+    pub link: Option<LinkStatus>,
 }
 
 /// The bot's routes, as the contract names them.

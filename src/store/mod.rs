@@ -48,6 +48,9 @@ pub struct InboxItem {
     pub kind: String,
     pub payload: String,
     pub attempts: i64,
+    /// When it was accepted (Unix seconds, the bot's clock): the worker's sweep leaves
+    /// young items alone, since their route may not have queued them yet.
+    pub received_at: i64,
 }
 
 /// How a stored event ended.

@@ -7,7 +7,7 @@
 //! file before it replies. Start-up and `abort-bot check` warn when the server says
 //! otherwise. Needs Redis 7 or later (or Valkey), standalone or a primary with replicas:
 //! the scripts derive key names, so Redis Cluster is refused. One bot per Redis database,
-//! since each process takes over the whole pending inbox when it starts.
+//! since each process takes over the whole pending inbox when it starts and at every sweep.
 //!
 //! Key layout (`abort-bot:` prefix; TTL = ABORT_BOT_DEDUP_RETENTION unless noted):
 //!
@@ -236,16 +236,17 @@ impl RedisStore {
             return Ok(Vec::new());
         }
         let last = i64::try_from(limit - 1).unwrap_or(-1);
-        let rows: Vec<(i64, String, String, i64)> = self
+        let rows: Vec<(i64, String, String, i64, i64)> = self
             .run(&PENDING, &[&key(&["inbox", "pending"])], &[&PREFIX, &last])
             .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, kind, payload, attempts)| InboxItem {
+            .map(|(id, kind, payload, attempts, received_at)| InboxItem {
                 id,
                 kind,
                 payload,
                 attempts,
+                received_at,
             })
             .collect())
     }

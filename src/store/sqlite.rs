@@ -165,7 +165,7 @@ impl SqliteStore {
     pub(super) async fn pending(&self, limit: usize) -> Result<Vec<InboxItem>, StoreError> {
         self.run(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id, kind, payload, attempts FROM inbox
+                "SELECT id, kind, payload, attempts, received_at FROM inbox
                  WHERE status = 'pending' ORDER BY id LIMIT ?1",
             )?;
             let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
@@ -174,6 +174,7 @@ impl SqliteStore {
                     kind: r.get(1)?,
                     payload: r.get(2)?,
                     attempts: r.get(3)?,
+                    received_at: r.get(4)?,
                 })
             })?;
             rows.collect()

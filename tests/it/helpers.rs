@@ -25,6 +25,8 @@ pub const PLUGIN_ID: &str = "MII_0123456789ABCDEF";
 pub const PLUGIN_SECRET: &str = "plugin-secret-for-tests";
 /// The bot's open_id in the shared vectors' mentions.
 pub const BOT_OPEN_ID: &str = "ou_7d8a6e6df7621556ce0d21922b676706";
+/// How often test bots sweep their inbox for pending events nobody queued.
+pub const SWEEP_EVERY: Duration = Duration::from_millis(200);
 /// The vectors' timestamp: "now" for every test unless changed.
 pub const NOW: i64 = 1_716_883_201;
 pub const PROJECT_KEY: &str = "60acd5610444ba031b503055";
@@ -201,6 +203,8 @@ async fn start(
         retry: RetryPolicy::quick(),
         upstream_timeout: Duration::from_secs(5),
         tap: None,
+        // Every test runs beside a busy sweep: it must never double anything.
+        sweep_every: SWEEP_EVERY,
     };
     let app = runtime
         .spawn(async move { App::build(&settings, overrides).await })
@@ -280,6 +284,32 @@ impl TestApp {
             self.clock.clone(),
         )
         .await
+    }
+
+    /// A second handle on the bot's store (the same SQLite file or Redis database), for
+    /// storing what no route queued.
+    pub async fn open_store(&self) -> abort_bot::store::Store {
+        match &self.options.redis {
+            Some(redis) => {
+                let url = abort_bot::store::RedisUrl::parse(&redis.url()).expect("redis url");
+                abort_bot::store::Store::open_redis(&url, Duration::from_secs(3600))
+                    .await
+                    .expect("redis store")
+            }
+            None => abort_bot::store::Store::open(&self.store_path).expect("sqlite store"),
+        }
+    }
+
+    /// `/readyz`: its status and plain-text reason.
+    pub async fn readyz(&self) -> (u16, String) {
+        let resp = self
+            .http
+            .get(self.url("/readyz"))
+            .send()
+            .await
+            .expect("readyz");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap_or_default())
     }
 
     /// Posts a Lark envelope to `/lark/events` as Lark would: encrypted and signed when the

@@ -74,6 +74,12 @@ async fn a_binding_lives_in_redis_across_a_restart() {
 }
 
 #[tokio::test]
+async fn a_stored_event_nobody_queued_is_run_by_the_sweep_once() {
+    let (app, _redis) = spawn_on_redis().await;
+    super::reliability::stored_but_never_queued(app).await;
+}
+
+#[tokio::test]
 async fn a_crash_after_the_put_landed_aborts_exactly_once() {
     let (app, _redis) = spawn_on_redis().await;
     super::reliability::crash_after_the_put_landed(app).await;

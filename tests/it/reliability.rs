@@ -100,6 +100,108 @@ pub async fn crash_after_the_put_landed(mut app: TestApp) {
 }
 
 #[tokio::test]
+async fn a_stored_event_nobody_queued_is_run_by_the_sweep_once() {
+    stored_but_never_queued(spawn_app().await).await;
+}
+
+/// The store took an event but no route queued it (its answer was lost, so Lark's
+/// redelivery was a duplicate): once past the grace period the sweep runs it, exactly once.
+/// Shared with the Redis store's tests.
+pub async fn stored_but_never_queued(app: TestApp) {
+    let store = app.open_store().await;
+    let message_id = new_message_id();
+    let event = message_event(
+        &new_event_id(),
+        &message_id,
+        ALICE,
+        Chat::Group,
+        "/abort 12345 repeat",
+    );
+    let msg = abort_bot::lark::message::ReceivedMessage::from_event(&event).expect("message");
+    let payload = serde_json::to_string(&msg).expect("payload");
+    let accepted = store
+        .accept_message(new_event_id(), message_id.clone(), payload, NOW)
+        .await;
+    assert!(
+        matches!(accepted, Ok(abort_bot::store::Accepted::New(_))),
+        "{accepted:?}"
+    );
+    // Several sweeps pass; the event is too young for them (its route may still queue it).
+    tokio::time::sleep(SWEEP_EVERY * 4).await;
+    assert!(app.project.requests_to("PUT", "/open_api/").is_empty());
+    assert!(app.lark.replies_to(&message_id).is_empty());
+
+    app.clock.advance_secs(31);
+    let reply = app.reply_to(&message_id).await;
+    assert_eq!(
+        card_color(&reply.card),
+        "green",
+        "{}",
+        card_text(&reply.card)
+    );
+    tokio::time::sleep(SWEEP_EVERY * 3).await;
+    assert_eq!(app.settled_replies(&message_id).await.len(), 1);
+    assert_eq!(app.project.requests_to("PUT", "/open_api/").len(), 1);
+    assert_eq!(
+        app.project.item(12345).expect("item").reason_option,
+        "repeat"
+    );
+}
+
+#[tokio::test]
+async fn the_sweep_leaves_an_event_alone_while_it_runs() {
+    let app = spawn_app().await;
+    app.project
+        .push_fault(Endpoint::Abort, Fault::Delay(Duration::from_millis(1000)));
+    let message_id = new_message_id();
+    let event = message_event(
+        &new_event_id(),
+        &message_id,
+        ALICE,
+        Chat::Group,
+        "/abort 12345 test",
+    );
+    assert_eq!(app.post_event(&event).await.status(), 200);
+    wait_for_puts(&app, 1).await;
+    // Old enough for the sweep, and several sweeps pass while the PUT is slow.
+    app.clock.advance_secs(120);
+    app.reply_to(&message_id).await;
+    tokio::time::sleep(SWEEP_EVERY * 3).await;
+    assert_eq!(app.settled_replies(&message_id).await.len(), 1);
+    assert_eq!(app.project.requests_to("PUT", "/open_api/").len(), 1);
+}
+
+#[tokio::test]
+async fn the_sweep_leaves_an_event_alone_while_its_retry_waits() {
+    let app = spawn_app().await;
+    // The reply fails through the client's own retries: the worker waits 1 s, tries again.
+    for _ in 0..4 {
+        app.lark
+            .push_fault(abort_bot::emulator::lark::Endpoint::Reply, 500, 0);
+    }
+    let message_id = new_message_id();
+    let event = message_event(
+        &new_event_id(),
+        &message_id,
+        ALICE,
+        Chat::Group,
+        "/abort 12345 test",
+    );
+    assert_eq!(app.post_event(&event).await.status(), 200);
+    wait_for_puts(&app, 1).await;
+    app.clock.advance_secs(120);
+    app.reply_to(&message_id).await;
+    // Past the retry's own 1 s wait, so a copy queued by a sweep would have shown by now.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(app.settled_replies(&message_id).await.len(), 1);
+    assert_eq!(
+        app.project.requests_to("PUT", "/open_api/").len(),
+        2,
+        "the first attempt and its one retry, nothing from the sweep"
+    );
+}
+
+#[tokio::test]
 async fn a_crash_before_the_put_loses_nothing() {
     let mut app = spawn_app().await;
     // The bot dies while looking the user up: nothing was sent yet.

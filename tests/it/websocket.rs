@@ -295,6 +295,48 @@ async fn a_connection_limit_refusal_stops_retrying_but_not_the_server() {
     app.stop().await.expect("graceful stop");
 }
 
+/// Polls `/readyz` (bounded) until it answers `status` and `reason`.
+async fn readyz_becomes(app: &TestApp, status: u16, reason: &str) {
+    let mut last = (0, String::new());
+    for _ in 0..100 {
+        last = app.readyz().await;
+        if last.0 == status && last.1 == reason {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("/readyz never answered {status} {reason}; last {last:?}");
+}
+
+#[tokio::test]
+async fn readiness_follows_the_long_connection() {
+    let app = ws_app().await;
+    readyz_becomes(&app, 200, "ready").await;
+    let ws = app.lark.ws();
+    // Lost, and the first reconnect is refused for now: not ready until it is back.
+    ws.push_endpoint_fault(1);
+    ws.drop_connections();
+    wait_until("the refused endpoint call", || ws.endpoint_calls() == 2).await;
+    assert_eq!(
+        app.readyz().await,
+        (503, "long connection not open".to_owned()),
+        "the next attempt is a ReconnectInterval (1 s) away"
+    );
+    connected(&app, 2).await;
+    readyz_becomes(&app, 200, "ready").await;
+    // Refused for good: not ready, and it stays so.
+    ws.push_endpoint_fault(1_000_040_350);
+    ws.drop_connections();
+    wait_until("the fatal endpoint call", || ws.endpoint_calls() == 4).await;
+    readyz_becomes(&app, 503, "long connection stopped").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(ws.endpoint_calls(), 4);
+    assert_eq!(
+        app.readyz().await,
+        (503, "long connection stopped".to_owned())
+    );
+}
+
 #[tokio::test]
 async fn pings_follow_the_ping_interval_from_the_endpoint() {
     let app = ws_app().await;

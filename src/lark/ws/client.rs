@@ -5,6 +5,7 @@
 //! it is never logged: only its host, `device_id` and `service_id` are.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -116,25 +117,74 @@ pub async fn fetch_endpoint(lark: &LarkClient) -> Result<Endpoint, WsError> {
     Endpoint::from_data(&lark.ws_endpoint().await?)
 }
 
+/// Where the long connection is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// Not open yet, or lost and being reopened.
+    Connecting,
+    Open,
+    /// Stopped for good (a fatal refusal, ReconnectCount ran out, or shutdown).
+    Stopped,
+}
+
+/// The long connection's [`LinkState`], shared with `/readyz`: in websocket mode no event
+/// arrives unless it is open. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct LinkStatus(Arc<AtomicU8>);
+
+impl LinkStatus {
+    pub fn get(&self) -> LinkState {
+        match self.0.load(Ordering::Acquire) {
+            1 => LinkState::Open,
+            2 => LinkState::Stopped,
+            _ => LinkState::Connecting,
+        }
+    }
+
+    fn set(&self, state: LinkState) {
+        let v = match state {
+            LinkState::Connecting => 0,
+            LinkState::Open => 1,
+            LinkState::Stopped => 2,
+        };
+        self.0.store(v, Ordering::Release);
+    }
+}
+
 /// Keeps one long connection open until shutdown.
 pub struct LongConnection<H> {
     lark: Arc<LarkClient>,
     handler: Arc<H>,
     limits: SessionLimits,
+    status: LinkStatus,
 }
 
 impl<H: EventHandler> LongConnection<H> {
-    pub fn new(lark: Arc<LarkClient>, handler: Arc<H>, limits: SessionLimits) -> Self {
+    /// `status` is kept up to date from here on.
+    pub fn new(
+        lark: Arc<LarkClient>,
+        handler: Arc<H>,
+        limits: SessionLimits,
+        status: LinkStatus,
+    ) -> Self {
         LongConnection {
             lark,
             handler,
             limits,
+            status,
         }
     }
 
     /// Connects, runs, reconnects. Returns `Ok` on shutdown (also when the shutdown sender
     /// is dropped) and an error only when retrying cannot help or ReconnectCount ran out.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), WsError> {
+    pub async fn run(self, shutdown: watch::Receiver<bool>) -> Result<(), WsError> {
+        let status = self.status.clone();
+        let result = self.reconnect_loop(shutdown).await;
+        status.set(LinkState::Stopped);
+        result
+    }
+
+    async fn reconnect_loop(self, mut shutdown: watch::Receiver<bool>) -> Result<(), WsError> {
         let mut config = ClientConfig::default();
         let mut failures: u32 = 0;
         let mut wait = Duration::ZERO;
@@ -152,6 +202,7 @@ impl<H: EventHandler> LongConnection<H> {
             match connected {
                 Ok((socket, endpoint)) => {
                     failures = 0;
+                    self.status.set(LinkState::Open);
                     tracing::info!(host = endpoint.host(), device_id = %endpoint.device_id, service_id = endpoint.service_id, "long connection open");
                     let (sink, stream) = socket.split();
                     let end = run_session(
@@ -164,6 +215,7 @@ impl<H: EventHandler> LongConnection<H> {
                         &mut shutdown,
                     )
                     .await;
+                    self.status.set(LinkState::Connecting);
                     match end {
                         SessionEnd::Shutdown => {
                             tracing::info!(device_id = %endpoint.device_id, "long connection closed for shutdown");
