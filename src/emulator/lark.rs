@@ -73,7 +73,8 @@ pub struct LarkState {
     card_token_uses: HashMap<String, u32>,
     /// Card update token → the message it updates (set by whoever issues a click).
     pub card_tokens: HashMap<String, String>,
-    pub faults: VecDeque<(Endpoint, u16, i64)>,
+    /// Scripted failures: endpoint, status, code, and an `x-ogw-ratelimit-reset` to send.
+    pub faults: VecDeque<(Endpoint, u16, i64, Option<u64>)>,
     pub requests: Vec<Recorded>,
     next_id: u64,
 }
@@ -156,7 +157,17 @@ impl LarkEmulator {
     }
 
     pub fn push_fault(&self, endpoint: Endpoint, status: u16, code: i64) {
-        self.state().faults.push_back((endpoint, status, code));
+        self.state()
+            .faults
+            .push_back((endpoint, status, code, None));
+    }
+
+    /// A rate-limit answer as the gateway sends it: HTTP 429, 99991400, and how many seconds
+    /// to wait in `x-ogw-ratelimit-reset`.
+    pub fn push_rate_limit(&self, endpoint: Endpoint, reset_secs: u64) {
+        self.state()
+            .faults
+            .push_back((endpoint, 429, 99_991_400, Some(reset_secs)));
     }
 
     /// The replies sent to a message.
@@ -279,10 +290,16 @@ fn emu_answer(
     let Some(endpoint) = endpoint else {
         return (answer(404, 404, "not found", json!({})), None);
     };
-    if let Some(i) = s.faults.iter().position(|(e, _, _)| *e == endpoint)
-        && let Some((_, status, code)) = s.faults.remove(i)
+    if let Some(i) = s.faults.iter().position(|(e, ..)| *e == endpoint)
+        && let Some((_, status, code, reset)) = s.faults.remove(i)
     {
-        return (answer(status, code, "injected failure", json!({})), None);
+        let mut response = answer(status, code, "injected failure", json!({}));
+        if let Some(reset) = reset {
+            response
+                .headers_mut()
+                .insert("x-ogw-ratelimit-reset", reset.into());
+        }
+        return (response, None);
     }
     if endpoint == Endpoint::Token {
         if body.get("app_id").and_then(Value::as_str) != Some(s.app_id.as_str())

@@ -10,6 +10,7 @@ pub mod project;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use axum::Router;
 use axum::http::HeaderMap;
@@ -27,6 +28,9 @@ pub struct Recorded {
     pub headers: BTreeMap<String, String>,
     /// The JSON body, or Null.
     pub body: Value,
+    /// When it arrived, for checking pacing and retry delays as the server sees them.
+    #[serde(skip)]
+    pub received_at: Instant,
 }
 
 impl Recorded {
@@ -39,6 +43,7 @@ impl Recorded {
                 .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
                 .collect(),
             body: serde_json::from_slice(body).unwrap_or(Value::Null),
+            received_at: Instant::now(),
         }
     }
 

@@ -3,8 +3,9 @@
 //!
 //! The tenant token is cached until 10 minutes before expiry, single flight, and dropped and
 //! refetched once on 99991663/99991664/99991661. Rate limits (HTTP 429, 99991400, 230020), 5xx
-//! and transport failures are retried with jittered backoff. Lark reports business errors with
-//! HTTP 400 and a JSON body, so the body is read on every status.
+//! and transport failures are retried with jittered backoff; a rate limit that says how long to
+//! wait (`x-ogw-ratelimit-reset`) is retried no sooner than that. Lark reports business errors
+//! with HTTP 400 and a JSON body, so the body is read on every status.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,11 +25,22 @@ use crate::token::TokenCache;
 
 const TOKEN_INVALID: &[i64] = &[99_991_661, 99_991_663, 99_991_664];
 const RETRYABLE: &[i64] = &[99_991_400, 230_020];
+/// The longest wait a rate-limit answer can impose on one retry; a handler should not stall
+/// longer than this for a chat message.
+const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LarkError {
     #[error("Lark answered {code} ({msg}) with HTTP {status}")]
     Api { code: i64, msg: String, status: u16 },
+    /// A rate limit whose answer said how long to wait (`x-ogw-ratelimit-reset`).
+    #[error("Lark answered {code} ({msg}) with HTTP {status}; retry after {retry_after:?}")]
+    RateLimited {
+        code: i64,
+        msg: String,
+        status: u16,
+        retry_after: Duration,
+    },
     #[error("Lark could not be reached: {0}")]
     Transport(&'static str),
     #[error("Lark did not answer in time")]
@@ -40,7 +52,7 @@ pub enum LarkError {
 impl LarkError {
     pub fn code(&self) -> Option<i64> {
         match self {
-            LarkError::Api { code, .. } => Some(*code),
+            LarkError::Api { code, .. } | LarkError::RateLimited { code, .. } => Some(*code),
             _ => None,
         }
     }
@@ -50,8 +62,19 @@ impl LarkError {
             LarkError::Api { code, status, .. } => {
                 RETRYABLE.contains(code) || *status == 429 || *status >= 500
             }
-            LarkError::Transport(_) | LarkError::Timeout => true,
+            LarkError::RateLimited { .. } | LarkError::Transport(_) | LarkError::Timeout => true,
             LarkError::Malformed { status } => *status == 429 || *status >= 500,
+        }
+    }
+
+    /// The delay before the next retry: the backoff's, stretched to what a rate limit asked
+    /// for (at most [`MAX_RATE_LIMIT_WAIT`]). None (retries used up) stays None.
+    fn next_delay(&self, backoff: Option<Duration>) -> Option<Duration> {
+        match self {
+            LarkError::RateLimited { retry_after, .. } => {
+                backoff.map(|d| d.max((*retry_after).min(MAX_RATE_LIMIT_WAIT)))
+            }
+            _ => backoff,
         }
     }
 
@@ -147,9 +170,11 @@ impl LarkClient {
             req = req.json(body);
         }
         let started = Instant::now();
+        let mut reset = None;
         let result = match req.send().await {
             Ok(resp) => {
                 let status = resp.status().as_u16();
+                reset = ratelimit_reset(resp.headers());
                 resp.bytes()
                     .await
                     .map(|b| (status, b))
@@ -177,7 +202,16 @@ impl LarkClient {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_owned();
-            return Err(LarkError::Api { code, msg, status });
+            let rate_limited = status == 429 || RETRYABLE.contains(&code);
+            return Err(match reset.filter(|_| rate_limited) {
+                Some(retry_after) => LarkError::RateLimited {
+                    code,
+                    msg,
+                    status,
+                    retry_after,
+                },
+                None => LarkError::Api { code, msg, status },
+            });
         }
         if status >= 400 {
             return Err(LarkError::Malformed { status });
@@ -240,6 +274,7 @@ impl LarkClient {
         attempt
             .retry(self.retry.backoff())
             .when(LarkError::is_retryable)
+            .adjust(|e, backoff| e.next_delay(backoff))
             .notify(|e, after| {
                 tracing::warn!(error = %e, retry_in = ?after, endpoint = call.endpoint, "retrying Lark call");
             })
@@ -389,6 +424,18 @@ impl LarkClient {
     }
 }
 
+/// `x-ogw-ratelimit-reset`: whole seconds until the gateway's window resets.
+fn ratelimit_reset(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let secs: u64 = headers
+        .get("x-ogw-ratelimit-reset")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs))
+}
+
 fn sent_message_id(answer: &Value) -> String {
     answer
         .pointer("/data/message_id")
@@ -404,5 +451,58 @@ fn method_name(m: &Method) -> &'static str {
         Method::PATCH => "PATCH",
         Method::DELETE => "DELETE",
         _ => "POST",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limited(secs: u64) -> LarkError {
+        LarkError::RateLimited {
+            code: 99_991_400,
+            msg: "request trigger frequency limit".into(),
+            status: 429,
+            retry_after: Duration::from_secs(secs),
+        }
+    }
+
+    #[test]
+    fn a_rate_limit_keeps_its_code_and_is_retried() {
+        assert_eq!(limited(1).code(), Some(99_991_400));
+        assert!(limited(1).is_retryable());
+    }
+
+    #[test]
+    fn the_reset_stretches_the_backoff_within_the_cap_and_the_budget() {
+        let ms = Duration::from_millis;
+        assert_eq!(limited(1).next_delay(Some(ms(20))), Some(ms(1000)));
+        assert_eq!(
+            limited(0).next_delay(Some(ms(20))),
+            Some(ms(20)),
+            "never shorter"
+        );
+        assert_eq!(
+            limited(3600).next_delay(Some(ms(20))),
+            Some(MAX_RATE_LIMIT_WAIT)
+        );
+        assert_eq!(limited(1).next_delay(None), None, "no retries left");
+        assert_eq!(LarkError::Timeout.next_delay(Some(ms(20))), Some(ms(20)));
+    }
+
+    #[test]
+    fn the_reset_header_is_whole_seconds() {
+        let mut h = reqwest::header::HeaderMap::new();
+        assert_eq!(ratelimit_reset(&h), None);
+        h.insert(
+            "x-ogw-ratelimit-reset",
+            " 2 ".parse().expect("header value"),
+        );
+        assert_eq!(ratelimit_reset(&h), Some(Duration::from_secs(2)));
+        h.insert(
+            "x-ogw-ratelimit-reset",
+            "soon".parse().expect("header value"),
+        );
+        assert_eq!(ratelimit_reset(&h), None);
     }
 }

@@ -5,11 +5,15 @@
 //! or read on behalf of someone carry that person's `X-USER-KEY`. Rate limits (10429),
 //! overload (50006), 5xx and timeouts are retried with jittered backoff; business errors never
 //! are. Lookups that do not change (user keys, spaces, type lists, an item's type) are cached.
+//! Requests are paced per endpoint template so the bot itself stays under the documented
+//! 15 QPS per token per endpoint, rather than relying on 10429 retries.
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::Retryable;
+use governor::{DefaultKeyedRateLimiter, Quota};
 use moka::future::Cache;
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
@@ -28,6 +32,8 @@ use crate::token::TokenCache;
 const TOKEN_INVALID: &[i64] = &[10021, 10022, 10211];
 /// Codes a retry can fix.
 const RETRYABLE: &[i64] = &[10429, 50006];
+/// Feishu Project allows 15 requests per second per token per endpoint (10429 beyond).
+pub const ENDPOINT_QPS: NonZeroU32 = NonZeroU32::new(15).unwrap();
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProjectError {
@@ -102,6 +108,8 @@ pub struct ProjectClient {
     types: Cache<String, Arc<Vec<WorkItemType>>>,
     /// (project_key, id) → the item; its type never changes.
     items: Cache<(String, u64), WorkItem>,
+    /// Paces requests per endpoint template (all calls share one plugin token).
+    limiter: DefaultKeyedRateLimiter<&'static str>,
 }
 
 #[derive(Deserialize)]
@@ -166,7 +174,20 @@ impl ProjectClient {
                 .max_capacity(200_000)
                 .time_to_live(day)
                 .build(),
+            limiter: DefaultKeyedRateLimiter::keyed(endpoint_quota(ENDPOINT_QPS)),
         })
+    }
+
+    /// Paces each endpoint to `per_second` instead of [`ENDPOINT_QPS`] (tests, a slower
+    /// tenant quota).
+    pub fn with_endpoint_quota(mut self, per_second: NonZeroU32) -> Self {
+        self.limiter = DefaultKeyedRateLimiter::keyed(endpoint_quota(per_second));
+        self
+    }
+
+    /// Waits until `endpoint` may take one more request; every send, retries included, passes here.
+    async fn pace(&self, endpoint: &'static str) {
+        self.limiter.until_key_ready(&endpoint).await;
     }
 
     fn url(&self, path: &str) -> String {
@@ -180,6 +201,7 @@ impl ProjectClient {
 
     async fn fetch_plugin_token(&self) -> Result<(String, Duration), ProjectError> {
         let path = "/open_api/authen/plugin_token";
+        self.pace(path).await;
         let started = Instant::now();
         let sent = self
             .http
@@ -260,6 +282,7 @@ impl ProjectClient {
         } else {
             "POST"
         };
+        self.pace(call.endpoint).await;
         let started = Instant::now();
         let sent = req.send().await;
         let (status, bytes) = self
@@ -549,6 +572,14 @@ impl ProjectClient {
         .await
         .map(|_| ())
     }
+}
+
+/// Evenly spaced requests, at most `per_second` in any second. The server counts them as they
+/// arrive, so the spacing is a twentieth wider than the bare quota: network jitter then cannot
+/// squeeze one more into the server's second.
+fn endpoint_quota(per_second: NonZeroU32) -> Quota {
+    Quota::with_period(Duration::from_millis(1050) / per_second.get())
+        .unwrap_or_else(|| Quota::per_second(per_second))
 }
 
 /// project_keys are 24 hex digits; anything else is taken as a simple_name.
