@@ -48,9 +48,7 @@ async fn group_abort_acts_as_the_sender_and_replies_with_a_result_card() {
 #[tokio::test]
 async fn the_reply_is_an_interactive_card_with_a_uuid_and_a_tenant_token() {
     let app = spawn_app().await;
-    let message_id = new_message_id();
-    let event = message_event(&new_event_id(), &message_id, ALICE, Chat::P2p, "/help");
-    assert_eq!(app.post_event(&event).await.status(), 200);
+    let message_id = app.send(ALICE, Chat::P2p, "/help").await;
     app.reply_to(&message_id).await;
     let replies = app.lark.requests_to(
         "POST",
@@ -153,15 +151,9 @@ async fn a_post_message_in_a_thread_is_answered_in_the_thread() {
 #[tokio::test]
 async fn group_messages_that_do_not_mention_the_bot_are_ignored() {
     let app = spawn_app().await;
-    let message_id = new_message_id();
-    let event = message_event(
-        &new_event_id(),
-        &message_id,
-        ALICE,
-        Chat::GroupUnmentioned,
-        "/abort 12345 repeat",
-    );
-    assert_eq!(app.post_event(&event).await.status(), 200);
+    let message_id = app
+        .send(ALICE, Chat::GroupUnmentioned, "/abort 12345 repeat")
+        .await;
     assert!(app.settled_replies(&message_id).await.is_empty());
     assert!(abort_puts(&app).is_empty());
     assert_eq!(

@@ -368,6 +368,19 @@ impl TestApp {
         self.reply_to(&message_id).await.card
     }
 
+    /// Sends `text` as `who` (like [`TestApp::say`]) without waiting for the reply; returns the
+    /// message_id.
+    pub async fn send(&self, who: Person, chat: Chat, text: &str) -> String {
+        let message_id = new_message_id();
+        let event = message_event(&new_event_id(), &message_id, who, chat, text);
+        assert_eq!(
+            self.post_event(&event).await.status(),
+            200,
+            "event accepted"
+        );
+        message_id
+    }
+
     /// Waits (bounded) for the bot's reply to a message.
     pub async fn reply_to(&self, message_id: &str) -> Message {
         for _ in 0..250 {

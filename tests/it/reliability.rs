@@ -153,15 +153,7 @@ async fn the_sweep_leaves_an_event_alone_while_it_runs() {
     let app = spawn_app().await;
     app.project
         .push_fault(Endpoint::Abort, Fault::Delay(Duration::from_millis(1000)));
-    let message_id = new_message_id();
-    let event = message_event(
-        &new_event_id(),
-        &message_id,
-        ALICE,
-        Chat::Group,
-        "/abort 12345 test",
-    );
-    assert_eq!(app.post_event(&event).await.status(), 200);
+    let message_id = app.send(ALICE, Chat::Group, "/abort 12345 test").await;
     wait_for_puts(&app, 1).await;
     // Old enough for the sweep, and several sweeps pass while the PUT is slow.
     app.clock.advance_secs(120);
@@ -179,15 +171,7 @@ async fn the_sweep_leaves_an_event_alone_while_its_retry_waits() {
         app.lark
             .push_fault(abort_bot::emulator::lark::Endpoint::Reply, 500, 0);
     }
-    let message_id = new_message_id();
-    let event = message_event(
-        &new_event_id(),
-        &message_id,
-        ALICE,
-        Chat::Group,
-        "/abort 12345 test",
-    );
-    assert_eq!(app.post_event(&event).await.status(), 200);
+    let message_id = app.send(ALICE, Chat::Group, "/abort 12345 test").await;
     wait_for_puts(&app, 1).await;
     app.clock.advance_secs(120);
     app.reply_to(&message_id).await;
@@ -207,15 +191,7 @@ async fn a_crash_before_the_put_loses_nothing() {
     // The bot dies while looking the user up: nothing was sent yet.
     app.project
         .push_fault(Endpoint::UserQuery, Fault::Hang { apply: false });
-    let message_id = new_message_id();
-    let event = message_event(
-        &new_event_id(),
-        &message_id,
-        ALICE,
-        Chat::Group,
-        "/abort 12346 cancel",
-    );
-    assert_eq!(app.post_event(&event).await.status(), 200);
+    let message_id = app.send(ALICE, Chat::Group, "/abort 12346 cancel").await;
     wait_until("user lookup", || {
         !app.project
             .requests_to("POST", "/open_api/user/query")
@@ -234,15 +210,7 @@ async fn graceful_stop_finishes_in_flight_work() {
     let mut app = spawn_app().await;
     app.project
         .push_fault(Endpoint::Abort, Fault::Delay(Duration::from_millis(400)));
-    let message_id = new_message_id();
-    let event = message_event(
-        &new_event_id(),
-        &message_id,
-        ALICE,
-        Chat::Group,
-        "/abort 12347 test",
-    );
-    assert_eq!(app.post_event(&event).await.status(), 200);
+    let message_id = app.send(ALICE, Chat::Group, "/abort 12347 test").await;
     wait_for_puts(&app, 1).await;
     app.stop().await.expect("clean stop");
     assert_eq!(
@@ -390,15 +358,7 @@ async fn without_an_encrypt_key_the_token_is_the_check() {
     );
     event["header"]["token"] = "wrong".into();
     assert_eq!(app.post_event(&event).await.status(), 401);
-    let message_id = new_message_id();
-    let event = message_event(
-        &new_event_id(),
-        &message_id,
-        ALICE,
-        Chat::Group,
-        "/abort 12345 test",
-    );
-    assert_eq!(app.post_event(&event).await.status(), 200);
+    let message_id = app.send(ALICE, Chat::Group, "/abort 12345 test").await;
     app.reply_to(&message_id).await;
     // A schema 1.0 envelope is checked on its top-level token too.
     let v1 = json!({"uuid": "u-1", "token": "wrong", "ts": "1", "type": "event_callback", "event": {"type": "message"}});
@@ -441,15 +401,7 @@ async fn a_failed_reply_is_retried_later_without_a_second_abort() {
         app.lark
             .push_fault(abort_bot::emulator::lark::Endpoint::Reply, 500, 0);
     }
-    let message_id = new_message_id();
-    let event = message_event(
-        &new_event_id(),
-        &message_id,
-        ALICE,
-        Chat::Group,
-        "/abort 12345 test",
-    );
-    assert_eq!(app.post_event(&event).await.status(), 200);
+    let message_id = app.send(ALICE, Chat::Group, "/abort 12345 test").await;
     let reply = app.reply_to(&message_id).await;
     assert_eq!(
         card_color(&reply.card),

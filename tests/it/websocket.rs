@@ -359,9 +359,7 @@ async fn pings_follow_the_ping_interval_from_the_endpoint() {
 async fn graceful_stop_closes_the_connection_and_does_not_reconnect() {
     let mut app = ws_app().await;
     // The webhook routes keep working beside the long connection.
-    let message_id = new_message_id();
-    let event = message_event(&new_event_id(), &message_id, ALICE, Chat::Group, "/help");
-    assert_eq!(app.post_event(&event).await.status(), 200);
+    let message_id = app.send(ALICE, Chat::Group, "/help").await;
     app.reply_to(&message_id).await;
 
     let ws = app.lark.ws();
