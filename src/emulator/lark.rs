@@ -142,10 +142,7 @@ impl LarkEmulator {
     }
 
     pub fn requests_to(&self, method: &str, path_prefix: &str) -> Vec<Recorded> {
-        self.requests()
-            .into_iter()
-            .filter(|r| r.method == method && r.path.starts_with(path_prefix))
-            .collect()
+        super::matching(&self.state().requests, method, path_prefix)
     }
 
     pub fn clear_requests(&self) {

@@ -52,6 +52,15 @@ impl Recorded {
     }
 }
 
+/// The recorded requests with this method whose path starts with `path_prefix`.
+pub fn matching(requests: &[Recorded], method: &str, path_prefix: &str) -> Vec<Recorded> {
+    requests
+        .iter()
+        .filter(|r| r.method == method && r.path.starts_with(path_prefix))
+        .cloned()
+        .collect()
+}
+
 /// Serves a router on an ephemeral loopback port.
 pub async fn serve_on_loopback(router: Router) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
