@@ -14,5 +14,6 @@ mod reliability;
 mod sandbox;
 mod snapshots;
 mod store;
+mod store_safety;
 mod vectors;
 mod websocket;
