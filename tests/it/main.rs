@@ -6,6 +6,7 @@ mod redis_server;
 
 mod card_snapshots;
 mod commands;
+mod deploy;
 mod interactive;
 mod outcomes;
 mod rate_limits;
