@@ -11,7 +11,7 @@
 //!
 //! With [`RedisWait`] (`ABORT_BOT_REDIS_WAIT_REPLICAS`), the writes that acknowledge a
 //! delivery (an accepted message, a seen click) also wait until that many replicas have
-//! them: each is sent with `WAIT` in one pipeline on a connection of its own (`WAIT` blocks
+//! them: each is sent with `WAIT` in one pipeline on connections of their own (`WAIT` blocks
 //! its connection, and the worker's traffic must not queue behind it). Fewer replicas in
 //! time is an error, so the delivery gets a 5xx and Lark pushes it again; the write itself
 //! stays on the primary, so the push that follows is a duplicate and nothing runs twice. Needs Redis 7 or later (or Valkey), standalone or a primary with replicas:
@@ -37,6 +37,7 @@
 //! bot's (injectable) clock exactly as the SQLite store does.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -85,11 +86,26 @@ pub struct RedisWait {
     pub timeout: Duration,
 }
 
-/// The connection acknowledging writes go through when they wait for replicas.
+/// The connections acknowledging writes go through when they wait for replicas. `WAIT`
+/// blocks its connection, so one connection would make concurrent acknowledgements wait one
+/// after another; Redis releases every client waiting for an offset the replicas reached at
+/// once, so a few connections let them wait together.
 #[derive(Clone)]
 struct Acks {
-    conn: ConnectionManager,
+    conns: Arc<[ConnectionManager]>,
+    next: Arc<AtomicUsize>,
     wait: RedisWait,
+}
+
+/// How many connections acknowledging writes share when they wait for replicas.
+const ACK_CONNECTIONS: usize = 8;
+
+impl Acks {
+    /// The next connection, round robin.
+    fn conn(&self) -> ConnectionManager {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
+        self.conns[i].clone()
+    }
 }
 
 /// The Redis backend's handle; cheap to clone (multiplexed, self-reconnecting connections).
@@ -150,10 +166,18 @@ impl RedisStore {
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(CONNECT_TIMEOUT))
                     .set_response_timeout(Some(wait.timeout + Duration::from_secs(1)));
-                let conn = ConnectionManager::new_with_config(client, config)
-                    .await
-                    .map_err(fail)?;
-                Some(Acks { conn, wait })
+                let mut conns = Vec::with_capacity(ACK_CONNECTIONS);
+                for _ in 0..ACK_CONNECTIONS {
+                    let conn = ConnectionManager::new_with_config(client.clone(), config.clone())
+                        .await
+                        .map_err(fail)?;
+                    conns.push(conn);
+                }
+                Some(Acks {
+                    conns: conns.into(),
+                    next: Arc::new(AtomicUsize::new(0)),
+                    wait,
+                })
             }
         };
         let store = RedisStore {
@@ -278,7 +302,7 @@ impl RedisStore {
             .cmd("WAIT")
             .arg(wait.replicas)
             .arg(timeout_ms);
-        let mut c = acks.conn.clone();
+        let mut c = acks.conn();
         let reply: Result<(T, u32), RedisError> = pipe.query_async(&mut c).await;
         let (value, reached) = match reply {
             // A server that has not seen the script yet (or lost it in a restart).
