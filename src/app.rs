@@ -114,9 +114,12 @@ impl App {
         let store = match &settings.store {
             StoreUrl::Sqlite(path) => Store::open(path)?,
             StoreUrl::Memory => Store::in_memory()?,
-            StoreUrl::Redis(url) => Store::open_redis(url, settings.dedup_retention).await?,
+            StoreUrl::Redis(url) => {
+                Store::open_redis_waiting(url, settings.dedup_retention, settings.redis_wait)
+                    .await?
+            }
         };
-        if let Some(warning) = store.durability_warning().await {
+        for warning in store.warnings().await {
             tracing::warn!("{warning}");
         }
         let listener =

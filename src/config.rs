@@ -35,7 +35,13 @@ pub const VARIABLES: &[&str] = &[
     "ABORT_BOT_CARD_SECRET",
     "ABORT_BOT_BATCH_CONFIRM",
     "ABORT_BOT_LOG_FORMAT",
+    "ABORT_BOT_REDIS_WAIT_REPLICAS",
+    "ABORT_BOT_REDIS_WAIT_TIMEOUT",
 ];
+
+/// The longest `ABORT_BOT_REDIS_WAIT_TIMEOUT`: Lark gives up on a delivery after 3 s, and the
+/// answer must reach it before that.
+pub const MAX_REDIS_WAIT: Duration = Duration::from_secs(2);
 
 /// Lark Open Platform settings.
 #[derive(Clone)]
@@ -96,6 +102,8 @@ pub struct Settings {
     pub card_secret: SecretString,
     pub batch_confirm: usize,
     pub log_format: LogFormat,
+    /// Replicas an acknowledging Redis write waits for (`WAIT`); None = do not wait.
+    pub redis_wait: Option<crate::store::RedisWait>,
 }
 
 impl fmt::Debug for Settings {
@@ -114,6 +122,7 @@ impl fmt::Debug for Settings {
             .field("mode", &self.mode)
             .field("batch_confirm", &self.batch_confirm)
             .field("log_format", &self.log_format)
+            .field("redis_wait", &self.redis_wait)
             .finish_non_exhaustive()
     }
 }
@@ -418,6 +427,7 @@ impl Settings {
                 LogFormat::Text
             }
         };
+        let redis_wait = redis_wait(&mut r, &store);
         let app_secret = SecretString::from(app_secret);
         let card_secret = match r.optional("ABORT_BOT_CARD_SECRET") {
             Some(s) => SecretString::from(s),
@@ -450,8 +460,50 @@ impl Settings {
             card_secret,
             batch_confirm,
             log_format,
+            redis_wait,
         })
     }
+}
+
+/// `ABORT_BOT_REDIS_WAIT_REPLICAS` and `ABORT_BOT_REDIS_WAIT_TIMEOUT`.
+fn redis_wait(r: &mut Reader<'_>, store: &StoreUrl) -> Option<crate::store::RedisWait> {
+    let replicas_raw = r
+        .optional("ABORT_BOT_REDIS_WAIT_REPLICAS")
+        .unwrap_or_else(|| "0".into());
+    let Ok(replicas) = replicas_raw.parse::<u32>() else {
+        r.problem(
+            "ABORT_BOT_REDIS_WAIT_REPLICAS",
+            format!("malformed: `{replicas_raw}` is not a number of replicas such as 1 (0 = off)"),
+        );
+        return None;
+    };
+    let timeout_raw = r
+        .optional("ABORT_BOT_REDIS_WAIT_TIMEOUT")
+        .unwrap_or_else(|| "1s".into());
+    let timeout = match parse_duration(&timeout_raw) {
+        Some(d) if !d.is_zero() && d <= MAX_REDIS_WAIT => d,
+        _ => {
+            r.problem(
+                "ABORT_BOT_REDIS_WAIT_TIMEOUT",
+                format!(
+                    "malformed: `{timeout_raw}` is not a duration from 1ms to 2s such as 500ms \
+                     (Lark waits 3 s for the answer)"
+                ),
+            );
+            return None;
+        }
+    };
+    if replicas == 0 {
+        return None;
+    }
+    if !matches!(store, StoreUrl::Redis(_)) {
+        r.problem(
+            "ABORT_BOT_REDIS_WAIT_REPLICAS",
+            "needs a redis:// ABORT_BOT_STORE (a SQLite store has no replicas to wait for)",
+        );
+        return None;
+    }
+    Some(crate::store::RedisWait { replicas, timeout })
 }
 
 fn parse_store(raw: &str) -> Result<StoreUrl, String> {
@@ -598,6 +650,44 @@ mod tests {
             err.contains("ABORT_BOT_STORE") && !err.contains("redis-pw-value"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn waiting_for_redis_replicas_is_off_by_default_and_needs_redis() {
+        assert_eq!(
+            Settings::from_sources(&full())
+                .ok()
+                .and_then(|s| s.redis_wait),
+            None
+        );
+        let mut src = full();
+        src.set("ABORT_BOT_STORE", "redis://127.0.0.1:6379")
+            .set("ABORT_BOT_REDIS_WAIT_REPLICAS", "2")
+            .set("ABORT_BOT_REDIS_WAIT_TIMEOUT", "250ms");
+        assert_eq!(
+            Settings::from_sources(&src).ok().and_then(|s| s.redis_wait),
+            Some(crate::store::RedisWait {
+                replicas: 2,
+                timeout: Duration::from_millis(250)
+            })
+        );
+        src.set("ABORT_BOT_REDIS_WAIT_TIMEOUT", "5s");
+        let err = Settings::from_sources(&src).err().map(|e| e.to_string());
+        assert!(
+            err.unwrap_or_default()
+                .contains("ABORT_BOT_REDIS_WAIT_TIMEOUT")
+        );
+        let mut src = full();
+        src.set("ABORT_BOT_REDIS_WAIT_REPLICAS", "1");
+        let err = Settings::from_sources(&src).err().map(|e| e.to_string());
+        let err = err.unwrap_or_default();
+        assert!(
+            err.contains("ABORT_BOT_REDIS_WAIT_REPLICAS") && err.contains("redis://"),
+            "{err}"
+        );
+        src.set("ABORT_BOT_REDIS_WAIT_REPLICAS", "-1");
+        let err = Settings::from_sources(&src).err().map(|e| e.to_string());
+        assert!(err.unwrap_or_default().contains("malformed"));
     }
 
     #[test]

@@ -62,7 +62,8 @@ async fn serve() -> ExitCode {
     let app = match App::build(&settings, Overrides::default()).await {
         Ok(app) => app,
         Err(e) => {
-            tracing::error!(error = %e, "start-up failed");
+            // One plain line, whatever the log format: the one thing to read and act on.
+            eprintln!("abort-bot cannot start: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -118,17 +119,29 @@ async fn check() -> ExitCode {
             );
         }
     }
-    if let StoreUrl::Redis(url) = &settings.store {
-        match Store::open_redis(url, settings.dedup_retention).await {
-            Ok(store) => {
-                println!("redis store: ok");
-                if let Some(warning) = store.durability_warning().await {
-                    println!("warning: ABORT_BOT_STORE: {warning}");
-                }
-            }
+    match &settings.store {
+        StoreUrl::Sqlite(path) => match Store::open(path) {
+            Ok(_) => println!("sqlite store: ok ({})", path.display()),
             Err(e) => {
                 failed = true;
-                println!("problem: ABORT_BOT_STORE: cannot reach the Redis store: {e}");
+                println!("problem: ABORT_BOT_STORE: {e}");
+            }
+        },
+        StoreUrl::Memory => println!("memory store: ok (nothing survives a restart)"),
+        StoreUrl::Redis(url) => {
+            match Store::open_redis_waiting(url, settings.dedup_retention, settings.redis_wait)
+                .await
+            {
+                Ok(store) => {
+                    println!("redis store: ok");
+                    for warning in store.warnings().await {
+                        println!("warning: ABORT_BOT_STORE: {warning}");
+                    }
+                }
+                Err(e) => {
+                    failed = true;
+                    println!("problem: ABORT_BOT_STORE: cannot reach the Redis store: {e}");
+                }
             }
         }
     }

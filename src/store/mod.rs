@@ -10,11 +10,14 @@
 mod redis;
 mod redis_url;
 mod sqlite;
+mod sqlite_lock;
 
 use std::path::Path;
 use std::time::Duration;
 
 pub use redis_url::RedisUrl;
+
+pub use self::redis::RedisWait;
 
 use self::redis::RedisStore;
 use self::sqlite::SqliteStore;
@@ -28,6 +31,17 @@ pub enum StoreError {
     Redis(String),
     #[error("the store has shut down")]
     Closed,
+    /// Another process has the SQLite database open (one process per file).
+    #[error(
+        "{database} is in use by another abort-bot process{}: SQLite allows one process per \
+         database file; stop that process, give this one its own ABORT_BOT_STORE, or use a \
+         redis:// store to run several",
+        holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
+    )]
+    Locked {
+        database: String,
+        holder: Option<u32>,
+    },
 }
 
 /// What happened to an event offered to the inbox.
@@ -136,17 +150,29 @@ impl Store {
 
     /// Connects to Redis; dedup keys live for `retention` (ABORT_BOT_DEDUP_RETENTION).
     pub async fn open_redis(url: &RedisUrl, retention: Duration) -> Result<Store, StoreError> {
+        Self::open_redis_waiting(url, retention, None).await
+    }
+
+    /// Like [`Store::open_redis`]; with `wait`, every write that acknowledges a delivery
+    /// waits for that many replicas (ABORT_BOT_REDIS_WAIT_REPLICAS).
+    pub async fn open_redis_waiting(
+        url: &RedisUrl,
+        retention: Duration,
+        wait: Option<RedisWait>,
+    ) -> Result<Store, StoreError> {
         Ok(Store {
-            backend: Backend::Redis(RedisStore::open(url, retention).await?),
+            backend: Backend::Redis(RedisStore::open(url, retention, wait).await?),
         })
     }
 
-    /// Why an acknowledged write might not survive a crash of the store's server, when that
-    /// can be known (a Redis server without `appendfsync always`). SQLite: never.
-    pub async fn durability_warning(&self) -> Option<String> {
+    /// What about the store's server could lose or evict an acknowledged event, or make every
+    /// delivery fail, when that can be known: a Redis server without `appendfsync always`,
+    /// with an eviction policy, refusing `CONFIG GET`, or with fewer replicas than waited
+    /// for. SQLite: nothing (its file is fsynced on every commit).
+    pub async fn warnings(&self) -> Vec<String> {
         match &self.backend {
-            Backend::Sqlite(_) => None,
-            Backend::Redis(b) => b.durability_warning().await,
+            Backend::Sqlite(_) => Vec::new(),
+            Backend::Redis(b) => b.warnings().await,
         }
     }
 

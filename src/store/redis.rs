@@ -5,7 +5,16 @@
 //! only after Redis has answered. That answer means "durable" only if the server runs with
 //! `appendonly yes` and `appendfsync always`: then Redis writes and fsyncs its append-only
 //! file before it replies. Start-up and `abort-bot check` warn when the server says
-//! otherwise. Needs Redis 7 or later (or Valkey), standalone or a primary with replicas:
+//! otherwise, when its `maxmemory-policy` lets it evict keys (anything but `noeviction`: a
+//! full Redis would then drop pending events or dedup keys instead of refusing writes), and
+//! when it refuses `CONFIG GET` so none of that can be checked.
+//!
+//! With [`RedisWait`] (`ABORT_BOT_REDIS_WAIT_REPLICAS`), the writes that acknowledge a
+//! delivery (an accepted message, a seen click) also wait until that many replicas have
+//! them: each is sent with `WAIT` in one pipeline on connections of their own (`WAIT` blocks
+//! its connection, and the worker's traffic must not queue behind it). Fewer replicas in
+//! time is an error, so the delivery gets a 5xx and Lark pushes it again; the write itself
+//! stays on the primary, so the push that follows is a duplicate and nothing runs twice. Needs Redis 7 or later (or Valkey), standalone or a primary with replicas:
 //! the scripts derive key names, so Redis Cluster is refused. One bot per Redis database,
 //! since each process takes over the whole pending inbox when it starts and at every sweep.
 //!
@@ -27,12 +36,14 @@
 //! The TTLs keep Redis bounded even if purge never runs; the indexes let purge follow the
 //! bot's (injectable) clock exactly as the SQLite store does.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use ::redis::AsyncConnectionConfig;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{AsyncCommands, RedisError, Script};
+use ::redis::{AsyncCommands, ErrorKind, RedisError, Script, ServerErrorKind};
 
 use super::redis_url::RedisUrl;
 use super::{Accepted, CardClaim, Claim, ClaimRequest, Finish, InboxItem, StoreError};
@@ -66,10 +77,43 @@ fn key(parts: &[&str]) -> String {
     k
 }
 
-/// The Redis backend's handle; cheap to clone (one multiplexed, self-reconnecting connection).
+/// Waiting for replicas before a delivery is acknowledged (Redis `WAIT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedisWait {
+    /// How many replicas must have the write.
+    pub replicas: u32,
+    /// How long Redis may wait for them.
+    pub timeout: Duration,
+}
+
+/// The connections acknowledging writes go through when they wait for replicas. `WAIT`
+/// blocks its connection, so one connection would make concurrent acknowledgements wait one
+/// after another; Redis releases every client waiting for an offset the replicas reached at
+/// once, so a few connections let them wait together.
+#[derive(Clone)]
+struct Acks {
+    conns: Arc<[ConnectionManager]>,
+    next: Arc<AtomicUsize>,
+    wait: RedisWait,
+}
+
+/// How many connections acknowledging writes share when they wait for replicas.
+const ACK_CONNECTIONS: usize = 8;
+
+impl Acks {
+    /// The next connection, round robin.
+    fn conn(&self) -> ConnectionManager {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
+        self.conns[i].clone()
+    }
+}
+
+/// The Redis backend's handle; cheap to clone (multiplexed, self-reconnecting connections).
 #[derive(Clone)]
 pub struct RedisStore {
     conn: ConnectionManager,
+    /// Set when acknowledging writes wait for replicas.
+    acks: Option<Acks>,
     /// ABORT_BOT_DEDUP_RETENTION in whole seconds (at least 1).
     ttl: u64,
     /// For masking the password in errors.
@@ -91,6 +135,7 @@ impl RedisStore {
     pub(super) async fn open(
         url: &RedisUrl,
         retention: Duration,
+        wait: Option<RedisWait>,
     ) -> Result<RedisStore, StoreError> {
         let url = Arc::new(url.clone());
         let fail =
@@ -111,11 +156,33 @@ impl RedisStore {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT));
-        let conn = ConnectionManager::new_with_config(client, config)
+        let conn = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(fail)?;
+        let acks = match wait {
+            None => None,
+            Some(wait) => {
+                // Redis answers once WAIT ends; the connection gives it a second more.
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(wait.timeout + Duration::from_secs(1)));
+                let mut conns = Vec::with_capacity(ACK_CONNECTIONS);
+                for _ in 0..ACK_CONNECTIONS {
+                    let conn = ConnectionManager::new_with_config(client.clone(), config.clone())
+                        .await
+                        .map_err(fail)?;
+                    conns.push(conn);
+                }
+                Some(Acks {
+                    conns: conns.into(),
+                    next: Arc::new(AtomicUsize::new(0)),
+                    wait,
+                })
+            }
+        };
         let store = RedisStore {
             conn,
+            acks,
             ttl: retention.as_secs().max(1),
             url: url.clone(),
         };
@@ -136,28 +203,123 @@ impl RedisStore {
         StoreError::Redis(self.url.scrub(&e.to_string()))
     }
 
-    /// Why an acknowledged write might not survive a crash of the Redis server, if the server
-    /// tells (managed services often disable CONFIG: then nothing is said).
-    pub(super) async fn durability_warning(&self) -> Option<String> {
+    /// What about the server could lose or evict an acknowledged event, or make every
+    /// delivery fail: its persistence and eviction settings, whether `CONFIG GET` can read
+    /// them at all (managed services often refuse it), and, when acknowledgements wait for
+    /// replicas, whether that many are connected.
+    pub(super) async fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
         let mut c = self.conn.clone();
-        let mut get = async |name: &str| -> Option<String> {
-            let reply: Vec<String> = ::redis::cmd("CONFIG")
-                .arg("GET")
-                .arg(name)
-                .query_async(&mut c)
-                .await
-                .ok()?;
-            reply.get(1).cloned()
+        let config: Result<HashMap<String, String>, _> = ::redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("appendonly")
+            .arg("appendfsync")
+            .arg("maxmemory-policy")
+            .query_async(&mut c)
+            .await;
+        let setting = |config: &HashMap<String, String>, name: &str| {
+            config
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| "(unset)".into())
         };
-        let appendonly = get("appendonly").await?;
-        let appendfsync = get("appendfsync").await?;
-        (appendonly != "yes" || appendfsync != "always").then(|| {
-            format!(
-                "the Redis server runs with appendonly {appendonly} and appendfsync {appendfsync}: \
-                 an acknowledged event can be lost if Redis crashes; set `appendonly yes` and \
-                 `appendfsync always` on the server"
-            )
-        })
+        match config {
+            Ok(config) => {
+                let appendonly = setting(&config, "appendonly");
+                let appendfsync = setting(&config, "appendfsync");
+                if appendonly != "yes" || appendfsync != "always" {
+                    warnings.push(format!(
+                        "the Redis server runs with appendonly {appendonly} and appendfsync \
+                         {appendfsync}: an acknowledged event can be lost if Redis crashes; set \
+                         `appendonly yes` and `appendfsync always` on the server"
+                    ));
+                }
+                let policy = setting(&config, "maxmemory-policy");
+                if policy != "noeviction" {
+                    warnings.push(format!(
+                        "the Redis server runs with maxmemory-policy {policy}: when it is full \
+                         it can evict the bot's keys (pending events, dedup keys), losing a \
+                         command or running one twice; set `maxmemory-policy noeviction` (a full \
+                         Redis then refuses writes and Lark delivers again later)"
+                    ));
+                }
+            }
+            Err(e) => warnings.push(format!(
+                "the Redis server refuses CONFIG GET ({}), as managed services often do: cannot \
+                 check that it runs with appendonly yes, appendfsync always and \
+                 maxmemory-policy noeviction; make sure it does, or an acknowledged event can be \
+                 lost or evicted",
+                self.url.scrub(&e.to_string())
+            )),
+        }
+        if let Some(acks) = &self.acks {
+            let info: Result<String, _> = ::redis::cmd("INFO")
+                .arg("replication")
+                .query_async(&mut c)
+                .await;
+            let connected = info.ok().and_then(|info| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix("connected_slaves:"))
+                    .and_then(|n| n.trim().parse::<u32>().ok())
+            });
+            let wanted = acks.wait.replicas;
+            match connected {
+                Some(n) if n >= wanted => {}
+                Some(n) => warnings.push(format!(
+                    "ABORT_BOT_REDIS_WAIT_REPLICAS is {wanted} but the Redis server has {n} \
+                     connected replicas: every delivery gets a 5xx (and is pushed again) until \
+                     {wanted} are connected"
+                )),
+                None => warnings.push(format!(
+                    "ABORT_BOT_REDIS_WAIT_REPLICAS is {wanted} but INFO replication does not say \
+                     how many replicas the Redis server has"
+                )),
+            }
+        }
+        warnings
+    }
+
+    /// Runs one acknowledging script: with [`RedisWait`], in one pipeline with `WAIT` on the
+    /// acknowledging connection, and an error unless enough replicas have the write in time.
+    async fn run_acked<T: ::redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[&dyn ToArg],
+    ) -> Result<T, StoreError> {
+        let Some(acks) = &self.acks else {
+            return self.run(script, keys, args).await;
+        };
+        let mut eval = ::redis::cmd("EVALSHA");
+        eval.arg(script.get_hash()).arg(keys.len()).arg(keys);
+        for a in args {
+            a.add_to_cmd(&mut eval);
+        }
+        let wait = acks.wait;
+        let timeout_ms = u64::try_from(wait.timeout.as_millis()).unwrap_or(u64::MAX);
+        let mut pipe = ::redis::pipe();
+        pipe.add_command(eval)
+            .cmd("WAIT")
+            .arg(wait.replicas)
+            .arg(timeout_ms);
+        let mut c = acks.conn();
+        let reply: Result<(T, u32), RedisError> = pipe.query_async(&mut c).await;
+        let (value, reached) = match reply {
+            // A server that has not seen the script yet (or lost it in a restart).
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                script.load_async(&mut c).await.map_err(|e| self.err(e))?;
+                pipe.query_async(&mut c).await.map_err(|e| self.err(e))?
+            }
+            other => other.map_err(|e| self.err(e))?,
+        };
+        if reached < wait.replicas {
+            return Err(StoreError::Redis(format!(
+                "the write reached {reached} of the {} replicas ABORT_BOT_REDIS_WAIT_REPLICAS \
+                 asks for within {timeout_ms} ms",
+                wait.replicas
+            )));
+        }
+        Ok(value)
     }
 
     /// Runs one script; its reply, or the error with the password masked.
@@ -172,7 +334,7 @@ impl RedisStore {
             inv.key(*k);
         }
         for a in args {
-            a.push(&mut inv);
+            a.add_to(&mut inv);
         }
         let mut c = self.conn.clone();
         inv.invoke_async(&mut c).await.map_err(|e| self.err(e))
@@ -186,7 +348,7 @@ impl RedisStore {
         now: i64,
     ) -> Result<Accepted, StoreError> {
         let id: i64 = self
-            .run(
+            .run_acked(
                 &ACCEPT_MESSAGE,
                 &[
                     &key(&["seen", &event_id]),
@@ -205,27 +367,25 @@ impl RedisStore {
         })
     }
 
+    /// A seen click acknowledges its delivery, so it waits for replicas when asked to.
     pub(super) async fn mark_seen(&self, event_id: String, now: i64) -> Result<bool, StoreError> {
-        self.remember("seen", "seen", event_id, now).await
+        let new: i64 = self
+            .run_acked(
+                &REMEMBER,
+                &[&key(&["seen", &event_id]), &key(&["index", "seen"])],
+                &[&event_id, &now, &self.ttl],
+            )
+            .await?;
+        Ok(new == 1)
     }
 
+    /// Sets the PUT's dedup key with its TTL and indexes it for purge; false if it was there.
     pub(super) async fn record_put(&self, idem_uuid: String, now: i64) -> Result<bool, StoreError> {
-        self.remember("put", "puts", idem_uuid, now).await
-    }
-
-    /// Sets a dedup key with its TTL and indexes it for purge; false if it was there.
-    async fn remember(
-        &self,
-        kind: &str,
-        index: &str,
-        member: String,
-        now: i64,
-    ) -> Result<bool, StoreError> {
         let new: i64 = self
             .run(
                 &REMEMBER,
-                &[&key(&[kind, &member]), &key(&["index", index])],
-                &[&member, &now, &self.ttl],
+                &[&key(&["put", &idem_uuid]), &key(&["index", "puts"])],
+                &[&idem_uuid, &now, &self.ttl],
             )
             .await?;
         Ok(new == 1)
@@ -370,11 +530,16 @@ impl RedisStore {
 
 /// A script argument of any of the few types the scripts take.
 trait ToArg: Sync {
-    fn push(&self, inv: &mut ::redis::ScriptInvocation<'_>);
+    fn add_to(&self, inv: &mut ::redis::ScriptInvocation<'_>);
+    fn add_to_cmd(&self, cmd: &mut ::redis::Cmd);
 }
 
 impl<T: ::redis::ToRedisArgs + Sync> ToArg for T {
-    fn push(&self, inv: &mut ::redis::ScriptInvocation<'_>) {
+    fn add_to(&self, inv: &mut ::redis::ScriptInvocation<'_>) {
         inv.arg(self);
+    }
+
+    fn add_to_cmd(&self, cmd: &mut ::redis::Cmd) {
+        cmd.arg(self);
     }
 }

@@ -4,15 +4,17 @@
 //! are then applied together in one transaction (group commit). A request of several statements
 //! runs in its own savepoint, so a failure undoes only its own writes (a single statement is
 //! atomic by itself). A caller hears back only after the commit: an acknowledged event is on disk
-//! (WAL, `synchronous = FULL`).
+//! (WAL, `synchronous = FULL`). One process per database file: see `sqlite_lock`.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 use std::thread;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
+use super::sqlite_lock::{self, ProcessLock};
 use super::{Accepted, CardClaim, Claim, ClaimRequest, Finish, InboxItem, StoreError};
 
 /// How many queued requests one transaction takes at most.
@@ -71,26 +73,32 @@ CREATE TABLE IF NOT EXISTS card_claims (
 ";
 
 impl SqliteStore {
-    /// Opens (or creates) the database file.
+    /// Opens (or creates) the database file, unless another process has it open.
     pub(super) fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let lock = sqlite_lock::acquire(path)?;
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
-        Self::start(conn)
+        Self::start(conn, Some(lock))
     }
 
     /// A store that lives in memory only (the sandbox).
     pub(super) fn in_memory() -> Result<SqliteStore, StoreError> {
-        Self::start(Connection::open_in_memory()?)
+        Self::start(Connection::open_in_memory()?, None)
     }
 
-    fn start(conn: Connection) -> Result<SqliteStore, StoreError> {
+    /// Starts the writer thread; it holds the file's lock for as long as it holds the
+    /// connection.
+    fn start(conn: Connection, lock: Option<Arc<ProcessLock>>) -> Result<SqliteStore, StoreError> {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         let (jobs, rx) = std_mpsc::channel::<Job>();
         thread::Builder::new()
             .name("abort-bot-store".into())
-            .spawn(move || writer(conn, rx))
+            .spawn(move || {
+                writer(conn, rx);
+                drop(lock);
+            })
             .map_err(|e| StoreError::Sqlite(format!("cannot start the store thread: {e}")))?;
         Ok(SqliteStore { jobs })
     }

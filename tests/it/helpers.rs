@@ -78,6 +78,8 @@ pub struct Options {
     /// `ABORT_BOT_MODE=websocket`: events come over the emulated long connection, which
     /// hands out a 1 s PingInterval and reconnects at once.
     pub websocket: bool,
+    /// More variables, set last.
+    pub extra: Vec<(&'static str, String)>,
 }
 
 impl Default for Options {
@@ -87,6 +89,7 @@ impl Default for Options {
             default_project: Some("doc"),
             redis: None,
             websocket: false,
+            extra: Vec::new(),
         }
     }
 }
@@ -190,6 +193,9 @@ async fn start(
         lark.ws()
             .set_client_config(json!({"PingInterval": 1, "ReconnectCount": -1,
                                            "ReconnectInterval": 1, "ReconnectNonce": 0}));
+    }
+    for (name, value) in &options.extra {
+        src.set(name, value.clone());
     }
     let settings = Settings::from_sources(&src).expect("test settings");
     // Each bot gets its own runtime, so a test can kill it mid-work like a crash.

@@ -6,6 +6,7 @@ mod redis_server;
 
 mod card_snapshots;
 mod commands;
+mod deploy;
 mod interactive;
 mod outcomes;
 mod rate_limits;
@@ -14,5 +15,6 @@ mod reliability;
 mod sandbox;
 mod snapshots;
 mod store;
+mod store_safety;
 mod vectors;
 mod websocket;

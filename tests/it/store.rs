@@ -1,6 +1,6 @@
 //! Backend conformance: the same scenarios run against the SQLite store and the Redis store
 //! (a real `redis-server` per test), through the public [`Store`] API the bot uses. Then a
-//! few things only Redis has: a server crash, reconnection, the durability warning, and a
+//! few things only Redis has: a server crash, reconnection, the warnings, and a
 //! password that must never show.
 
 use std::sync::Arc;
@@ -415,26 +415,38 @@ async fn dedup_keys_expire_after_the_retention() {
 }
 
 #[tokio::test]
-async fn a_server_without_fsync_on_every_write_is_warned_about() {
+async fn a_server_that_can_lose_or_evict_keys_is_warned_about() {
     let server = RedisServer::start();
     let s = redis_store(&server.url()).await;
-    assert_eq!(s.durability_warning().await, None);
+    assert_eq!(s.warnings().await, Vec::<String>::new());
+    let set = |line: &str| assert!(server.command(line).starts_with("+OK"), "{line}");
+    set("CONFIG SET appendfsync everysec");
+    let warnings = s.warnings().await;
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("appendfsync always"), "{warnings:?}");
+    set("CONFIG SET appendfsync always");
+    set("CONFIG SET maxmemory-policy allkeys-lru");
+    let warnings = s.warnings().await;
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
-        server
-            .command("CONFIG SET appendfsync everysec")
-            .starts_with("+OK")
+        warnings[0].contains("maxmemory-policy allkeys-lru") && warnings[0].contains("noeviction"),
+        "{warnings:?}"
     );
-    let warning = s.durability_warning().await.expect("a warning");
-    assert!(warning.contains("appendfsync always"), "{warning}");
-    // CONFIG disabled (as on managed services): no warning, no error.
+    set("CONFIG SET appendonly no");
+    assert_eq!(s.warnings().await.len(), 2);
+    // CONFIG disabled (as on managed services): said so, and the store still works.
     let locked = RedisServer::start_with(&["--rename-command", "CONFIG", ""]);
-    assert_eq!(
-        redis_store(&locked.url()).await.durability_warning().await,
-        None
+    let s = redis_store(&locked.url()).await;
+    let warnings = s.warnings().await;
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("refuses CONFIG GET") && warnings[0].contains("noeviction"),
+        "{warnings:?}"
     );
+    assert_eq!(s.mark_seen("e".into(), 1).await, Ok(true));
     let sqlite_dir = tempfile::tempdir().expect("dir");
     let sqlite = Store::open(&sqlite_dir.path().join("s.db")).expect("sqlite");
-    assert_eq!(sqlite.durability_warning().await, None);
+    assert_eq!(sqlite.warnings().await, Vec::<String>::new());
 }
 
 #[tokio::test]
