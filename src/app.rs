@@ -174,6 +174,7 @@ impl App {
                 Arc::new(state.clone()),
                 SessionLimits::default(),
                 link,
+                state.metrics.clone(),
             )
         });
         let worker = Worker {

@@ -35,11 +35,18 @@ pub struct AppState {
     pub link: Option<LinkStatus>,
 }
 
-/// The bot's routes, as the contract names them.
+/// The bot's routes, as the contract names them. In `websocket` mode the webhook routes do
+/// not exist (404): the only way in is the connection the bot opened itself.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let webhook = Router::new()
         .route("/lark/events", post(events::events))
-        .route("/lark/cards", post(events::cards))
+        .route("/lark/cards", post(events::cards));
+    let routes = if state.link.is_some() {
+        Router::new()
+    } else {
+        webhook
+    };
+    routes
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
