@@ -35,6 +35,7 @@ pub const VARIABLES: &[&str] = &[
     "ABORT_BOT_CARD_SECRET",
     "ABORT_BOT_BATCH_CONFIRM",
     "ABORT_BOT_LOG_FORMAT",
+    "ABORT_BOT_MAX_CONNECTIONS",
 ];
 
 /// Lark Open Platform settings.
@@ -96,6 +97,8 @@ pub struct Settings {
     pub card_secret: SecretString,
     pub batch_confirm: usize,
     pub log_format: LogFormat,
+    /// Open HTTP connections held at once; one more is closed at once.
+    pub max_connections: usize,
 }
 
 impl fmt::Debug for Settings {
@@ -114,6 +117,7 @@ impl fmt::Debug for Settings {
             .field("mode", &self.mode)
             .field("batch_confirm", &self.batch_confirm)
             .field("log_format", &self.log_format)
+            .field("max_connections", &self.max_connections)
             .finish_non_exhaustive()
     }
 }
@@ -418,6 +422,20 @@ impl Settings {
                 LogFormat::Text
             }
         };
+        let connections_raw = r
+            .optional("ABORT_BOT_MAX_CONNECTIONS")
+            .unwrap_or_else(|| "4096".into());
+        let max_connections = match connections_raw.parse::<usize>() {
+            // The semaphore that holds them counts in u32.
+            Ok(n) if n >= 1 && u32::try_from(n).is_ok() => n,
+            _ => {
+                r.problem(
+                    "ABORT_BOT_MAX_CONNECTIONS",
+                    format!("malformed: `{connections_raw}` is not a whole number of at least 1"),
+                );
+                4096
+            }
+        };
         let app_secret = SecretString::from(app_secret);
         let card_secret = match r.optional("ABORT_BOT_CARD_SECRET") {
             Some(s) => SecretString::from(s),
@@ -450,6 +468,7 @@ impl Settings {
             card_secret,
             batch_confirm,
             log_format,
+            max_connections,
         })
     }
 }
@@ -516,6 +535,7 @@ mod tests {
         assert_eq!(s.store, StoreUrl::Sqlite("abort-bot.db".into()));
         assert_eq!(s.dedup_retention, Duration::from_secs(86_400));
         assert_eq!(s.batch_confirm, 5);
+        assert_eq!(s.max_connections, 4096);
         assert!(s.lark.encrypt_key.is_none());
     }
 
@@ -533,15 +553,17 @@ mod tests {
         src.set("ABORT_BOT_LISTEN", "nope")
             .set("ABORT_BOT_DEDUP_RETENTION", "forever")
             .set("LARK_BASE_URL", "ftp:/x")
-            .set("ABORT_BOT_BATCH_CONFIRM", "0");
+            .set("ABORT_BOT_BATCH_CONFIRM", "0")
+            .set("ABORT_BOT_MAX_CONNECTIONS", "0");
         let err = Settings::from_sources(&src).err().map(|e| e.to_string());
         let text = err.unwrap_or_default();
-        assert_eq!(text.lines().count(), 4, "{text}");
+        assert_eq!(text.lines().count(), 5, "{text}");
         for name in [
             "ABORT_BOT_LISTEN",
             "ABORT_BOT_DEDUP_RETENTION",
             "LARK_BASE_URL",
             "ABORT_BOT_BATCH_CONFIRM",
+            "ABORT_BOT_MAX_CONNECTIONS",
         ] {
             assert!(text.contains(name), "{name} missing in {text}");
         }
