@@ -153,12 +153,24 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// Raw values by variable name, before validation.
-#[derive(Debug, Default, Clone)]
+/// Raw values by variable name, before validation. Its `Debug` names the variables set,
+/// never their values (some are secrets).
+#[derive(Default, Clone)]
 pub struct Sources {
     values: HashMap<&'static str, String>,
     /// Problems found while gathering (an unreadable TOML file, say).
     problems: Vec<Problem>,
+}
+
+impl fmt::Debug for Sources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut set: Vec<&str> = self.values.keys().copied().collect();
+        set.sort_unstable();
+        f.debug_struct("Sources")
+            .field("set", &set)
+            .field("problems", &self.problems.len())
+            .finish()
+    }
 }
 
 impl Sources {
@@ -488,8 +500,10 @@ fn parse_store(raw: &str) -> Result<StoreUrl, String> {
     if raw.starts_with("redis://") || raw.starts_with("rediss://") {
         return crate::store::RedisUrl::parse(raw).map(StoreUrl::Redis);
     }
+    // Not a URL this reads, so its password (if any) cannot be told apart: mask the userinfo.
     Err(format!(
-        "malformed: `{raw}` is neither sqlite://path nor redis://host:port"
+        "malformed: `{}` is neither sqlite://path nor redis://host:port",
+        crate::store::redact_store_url(raw)
     ))
 }
 

@@ -14,7 +14,7 @@ mod sqlite;
 use std::path::Path;
 use std::time::Duration;
 
-pub use redis_url::RedisUrl;
+pub use redis_url::{RedisUrl, redact as redact_store_url};
 
 use self::redis::RedisStore;
 use self::sqlite::SqliteStore;

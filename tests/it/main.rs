@@ -13,6 +13,7 @@ mod rate_limits;
 mod redis_store;
 mod reliability;
 mod sandbox;
+mod secrets;
 mod snapshots;
 mod store;
 mod vectors;
