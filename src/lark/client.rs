@@ -5,8 +5,8 @@
 //! refetched once on a token error (99991661/99991663/99991664/99991665). Rate limits (HTTP
 //! 429, 99991400, 230020), 5xx and transport failures are retried with jittered backoff; a
 //! rate limit that says how long to wait (`x-ogw-ratelimit-reset`) is retried no sooner
-//! than that. Lark reports business errors
-//! with HTTP 400 and a JSON body, so the body is read on every status.
+//! than that. Lark reports business errors with HTTP 400 and a JSON body, so the body is read
+//! on every status.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

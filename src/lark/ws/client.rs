@@ -29,7 +29,7 @@ const RETRIED_ENDPOINT_CODES: &[i64] = &[1, 1_000_040_343];
 const HANDSHAKE_FORBIDDEN: i64 = 403;
 const HANDSHAKE_AUTH_FAILED: i64 = 514;
 /// Too many connections for the app (Lark allows 50).
-pub const CONNECTION_LIMIT: i64 = 1_000_040_350;
+const CONNECTION_LIMIT: i64 = 1_000_040_350;
 
 /// Failed attempts are never retried faster than this, whatever ReconnectInterval says.
 const MIN_RETRY: Duration = Duration::from_secs(1);
