@@ -21,7 +21,7 @@ use crate::lark::ws::client::{LinkStatus, LongConnection};
 use crate::metrics::{Metrics, Tap};
 use crate::project::client::{ProjectClient, ProjectClientConfig};
 use crate::retry::RetryPolicy;
-use crate::routes::{AppState, router};
+use crate::routes::{AppState, ListenerLimits, READ_TIMEOUT, router, serve};
 use crate::service::Service;
 use crate::store::{InboxItem, Store, StoreError};
 use crate::worker::{Queue, SWEEP_EVERY, SWEEP_GRACE, Worker};
@@ -49,6 +49,9 @@ pub struct Overrides {
     pub tap: Option<Tap>,
     /// How often the worker sweeps the inbox for pending events nobody queued.
     pub sweep_every: Duration,
+    /// How long the listener waits for a request's headers, then for its body.
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
 }
 
 impl Default for Overrides {
@@ -59,6 +62,8 @@ impl Default for Overrides {
             upstream_timeout: Duration::from_secs(10),
             tap: None,
             sweep_every: SWEEP_EVERY,
+            header_timeout: READ_TIMEOUT,
+            body_timeout: READ_TIMEOUT,
         }
     }
 }
@@ -106,6 +111,7 @@ pub struct App {
     queue: mpsc::UnboundedReceiver<InboxItem>,
     /// The long connection, in `websocket` mode.
     ws: Option<LongConnection<AppState>>,
+    limits: ListenerLimits,
 }
 
 impl App {
@@ -177,6 +183,7 @@ impl App {
                 Arc::new(state.clone()),
                 SessionLimits::default(),
                 link,
+                state.metrics.clone(),
             )
         });
         let worker = Worker {
@@ -197,6 +204,11 @@ impl App {
             worker,
             queue: rx,
             ws,
+            limits: ListenerLimits {
+                header_timeout: o.header_timeout,
+                body_timeout: o.body_timeout,
+                max_connections: settings.max_connections,
+            },
         })
     }
 
@@ -226,10 +238,9 @@ impl App {
             shutdown.await;
             let _ = ws_stop_tx.send(true);
         };
-        let app = router(self.state);
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let metrics = self.state.metrics.clone();
+        let app = router(self.state, self.limits.body_timeout);
+        serve(self.listener, app, self.limits, metrics, shutdown).await;
         if let Some(ws) = ws
             && ws.await.is_err()
         {
@@ -239,7 +250,7 @@ impl App {
         if worker.await.is_err() {
             tracing::error!("the worker stopped abnormally");
         }
-        served
+        Ok(())
     }
 }
 

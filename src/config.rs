@@ -37,6 +37,7 @@ pub const VARIABLES: &[&str] = &[
     "ABORT_BOT_LOG_FORMAT",
     "ABORT_BOT_REDIS_WAIT_REPLICAS",
     "ABORT_BOT_REDIS_WAIT_TIMEOUT",
+    "ABORT_BOT_MAX_CONNECTIONS",
 ];
 
 /// The longest `ABORT_BOT_REDIS_WAIT_TIMEOUT`: Lark gives up on a delivery after 3 s, and the
@@ -104,6 +105,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Replicas an acknowledging Redis write waits for (`WAIT`); None = do not wait.
     pub redis_wait: Option<crate::store::RedisWait>,
+    /// Open HTTP connections held at once; one more is closed at once.
+    pub max_connections: usize,
 }
 
 impl fmt::Debug for Settings {
@@ -123,6 +126,7 @@ impl fmt::Debug for Settings {
             .field("batch_confirm", &self.batch_confirm)
             .field("log_format", &self.log_format)
             .field("redis_wait", &self.redis_wait)
+            .field("max_connections", &self.max_connections)
             .finish_non_exhaustive()
     }
 }
@@ -158,12 +162,24 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// Raw values by variable name, before validation.
-#[derive(Debug, Default, Clone)]
+/// Raw values by variable name, before validation. Its `Debug` names the variables set,
+/// never their values (some are secrets).
+#[derive(Default, Clone)]
 pub struct Sources {
     values: HashMap<&'static str, String>,
     /// Problems found while gathering (an unreadable TOML file, say).
     problems: Vec<Problem>,
+}
+
+impl fmt::Debug for Sources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut set: Vec<&str> = self.values.keys().copied().collect();
+        set.sort_unstable();
+        f.debug_struct("Sources")
+            .field("set", &set)
+            .field("problems", &self.problems.len())
+            .finish()
+    }
 }
 
 impl Sources {
@@ -428,6 +444,20 @@ impl Settings {
             }
         };
         let redis_wait = redis_wait(&mut r, &store);
+        let connections_raw = r
+            .optional("ABORT_BOT_MAX_CONNECTIONS")
+            .unwrap_or_else(|| "4096".into());
+        let max_connections = match connections_raw.parse::<usize>() {
+            // The semaphore that holds them counts in u32.
+            Ok(n) if n >= 1 && u32::try_from(n).is_ok() => n,
+            _ => {
+                r.problem(
+                    "ABORT_BOT_MAX_CONNECTIONS",
+                    format!("malformed: `{connections_raw}` is not a whole number of at least 1"),
+                );
+                4096
+            }
+        };
         let app_secret = SecretString::from(app_secret);
         let card_secret = match r.optional("ABORT_BOT_CARD_SECRET") {
             Some(s) => SecretString::from(s),
@@ -461,6 +491,7 @@ impl Settings {
             batch_confirm,
             log_format,
             redis_wait,
+            max_connections,
         })
     }
 }
@@ -521,8 +552,10 @@ fn parse_store(raw: &str) -> Result<StoreUrl, String> {
     if raw.starts_with("redis://") || raw.starts_with("rediss://") {
         return crate::store::RedisUrl::parse(raw).map(StoreUrl::Redis);
     }
+    // Not a URL this reads, so its password (if any) cannot be told apart: mask the userinfo.
     Err(format!(
-        "malformed: `{raw}` is neither sqlite://path nor redis://host:port"
+        "malformed: `{}` is neither sqlite://path nor redis://host:port",
+        crate::store::redact_store_url(raw)
     ))
 }
 
@@ -568,6 +601,7 @@ mod tests {
         assert_eq!(s.store, StoreUrl::Sqlite("abort-bot.db".into()));
         assert_eq!(s.dedup_retention, Duration::from_secs(86_400));
         assert_eq!(s.batch_confirm, 5);
+        assert_eq!(s.max_connections, 4096);
         assert!(s.lark.encrypt_key.is_none());
     }
 
@@ -585,15 +619,17 @@ mod tests {
         src.set("ABORT_BOT_LISTEN", "nope")
             .set("ABORT_BOT_DEDUP_RETENTION", "forever")
             .set("LARK_BASE_URL", "ftp:/x")
-            .set("ABORT_BOT_BATCH_CONFIRM", "0");
+            .set("ABORT_BOT_BATCH_CONFIRM", "0")
+            .set("ABORT_BOT_MAX_CONNECTIONS", "0");
         let err = Settings::from_sources(&src).err().map(|e| e.to_string());
         let text = err.unwrap_or_default();
-        assert_eq!(text.lines().count(), 4, "{text}");
+        assert_eq!(text.lines().count(), 5, "{text}");
         for name in [
             "ABORT_BOT_LISTEN",
             "ABORT_BOT_DEDUP_RETENTION",
             "LARK_BASE_URL",
             "ABORT_BOT_BATCH_CONFIRM",
+            "ABORT_BOT_MAX_CONNECTIONS",
         ] {
             assert!(text.contains(name), "{name} missing in {text}");
         }

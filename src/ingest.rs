@@ -132,8 +132,10 @@ async fn click_answer(state: &AppState, route: &'static str, click: &CardClick) 
 }
 
 /// The long connection's handler: the same path as the webhook, acked with `{"code":200}`
-/// (a click's answer as `data`), or `{"code":500}` so Lark pushes it again. A refusal is
-/// acked 500 too, like the webhook's 4xx: nothing was stored, so a correct push still works.
+/// (a click's answer as `data`), or `{"code":500}` so Lark pushes it again. The token rule
+/// differs per transport: here `header.token` is never compared (real payloads carry `""`,
+/// `protocol/lark-websocket.md` §6.5), over HTTP it must match. A payload that cannot be
+/// read is acked 500, like the webhook's 4xx: nothing was stored, so a correct push still works.
 impl EventHandler for AppState {
     async fn handle(&self, payload: Vec<u8>) -> Ack {
         let opened = self.verifier.open_plain(&payload);

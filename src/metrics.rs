@@ -2,8 +2,9 @@
 //! so tests can run several bots in one process), plus an optional tap that sees every
 //! upstream call (the sandbox shows them to people).
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -30,6 +31,93 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+/// Why the HTTP listener closed a connection without serving it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpRefusal {
+    /// `ABORT_BOT_MAX_CONNECTIONS` connections were already open.
+    OverCapacity,
+    /// No complete request headers within the header timeout.
+    HeaderTimeout,
+    /// Request headers, but no complete body within the body timeout.
+    BodyTimeout,
+    /// Accepting failed (out of file descriptors, say).
+    AcceptFailed,
+}
+
+impl HttpRefusal {
+    /// The `reason` label.
+    pub fn reason(self) -> &'static str {
+        match self {
+            HttpRefusal::OverCapacity => "over_capacity",
+            HttpRefusal::HeaderTimeout => "header_timeout",
+            HttpRefusal::BodyTimeout => "body_timeout",
+            HttpRefusal::AcceptFailed => "accept_failed",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            HttpRefusal::OverCapacity => {
+                "closed a new HTTP connection: ABORT_BOT_MAX_CONNECTIONS are already open"
+            }
+            HttpRefusal::HeaderTimeout => {
+                "closed an HTTP connection that sent no complete request headers in time"
+            }
+            HttpRefusal::BodyTimeout => {
+                "closed an HTTP connection that sent no complete request body in time"
+            }
+            HttpRefusal::AcceptFailed => "could not accept an HTTP connection",
+        }
+    }
+}
+
+/// At most one log line per refusal reason per this long; the line says how many were
+/// left out since the last one, so a flood of refusals cannot flood the log.
+pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Decides which events of each kind get a log line: the first, then at most one per
+/// `every`. Bounded: one entry per kind, and kinds are a fixed set.
+pub struct LogLimiter {
+    every: Duration,
+    last: Mutex<HashMap<&'static str, (Instant, u64)>>,
+}
+
+impl LogLimiter {
+    pub fn new(every: Duration) -> Self {
+        LogLimiter {
+            every,
+            last: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `Some(left_out)` when an event of `kind` at `now` gets a line (`left_out` events of
+    /// that kind were not logged since the previous line); `None` when it is left out.
+    pub fn admit(&self, kind: &'static str, now: Instant) -> Option<u64> {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        match last.get_mut(kind) {
+            None => {
+                last.insert(kind, (now, 0));
+                Some(0)
+            }
+            Some((at, left_out)) if now.saturating_duration_since(*at) >= self.every => {
+                let n = *left_out;
+                *at = now;
+                *left_out = 0;
+                Some(n)
+            }
+            Some((_, left_out)) => {
+                *left_out = left_out.saturating_add(1);
+                None
+            }
+        }
+    }
+}
+
 /// One upstream HTTP call, as the tap sees it.
 #[derive(Debug, Clone)]
 pub struct UpstreamCall {
@@ -50,6 +138,10 @@ pub struct Metrics {
     upstream: Family<UpstreamLabels, Counter>,
     upstream_seconds: Family<UpstreamLabels, Histogram>,
     outcomes: Family<OutcomeLabels, Counter>,
+    http_refused: Family<ReasonLabels, Counter>,
+    refusal_log: LogLimiter,
+    ws_reconnects: Counter,
+    ws_stopped: Family<ReasonLabels, Counter>,
     tap: Option<Tap>,
 }
 
@@ -84,12 +176,34 @@ impl Metrics {
             upstream_seconds.clone(),
         );
         registry.register("outcomes", "Abort and restore outcomes", outcomes.clone());
+        let http_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "http_connections_refused",
+            "HTTP connections closed unserved: over_capacity, header_timeout, body_timeout, accept_failed",
+            http_refused.clone(),
+        );
+        let ws_reconnects = Counter::default();
+        registry.register(
+            "long_connection_reconnects",
+            "Attempts to reopen the long connection after it was lost or an attempt failed",
+            ws_reconnects.clone(),
+        );
+        let ws_stopped = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "long_connection_stopped",
+            "Times the long connection stopped for good: forbidden, connection_limit, endpoint_refused, gave_up",
+            ws_stopped.clone(),
+        );
         Self {
             registry,
             inbound,
             upstream,
             upstream_seconds,
             outcomes,
+            http_refused,
+            refusal_log: LogLimiter::new(REFUSAL_LOG_EVERY),
+            ws_reconnects,
+            ws_stopped,
             tap,
         }
     }
@@ -97,6 +211,33 @@ impl Metrics {
     pub fn inbound(&self, route: &'static str, result: &'static str) {
         self.inbound
             .get_or_create(&InboundLabels { route, result })
+            .inc();
+    }
+
+    /// Counts a connection the listener closed unserved, and logs it (rate-limited).
+    pub fn http_refused(&self, refusal: HttpRefusal) {
+        let reason = refusal.reason();
+        self.http_refused
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+        if let Some(left_out) = self.refusal_log.admit(reason, Instant::now()) {
+            tracing::warn!(
+                reason,
+                left_out,
+                every_secs = REFUSAL_LOG_EVERY.as_secs(),
+                "{}",
+                refusal.describe()
+            );
+        }
+    }
+
+    pub fn long_connection_reconnect(&self) {
+        self.ws_reconnects.inc();
+    }
+
+    pub fn long_connection_stopped(&self, reason: &'static str) {
+        self.ws_stopped
+            .get_or_create(&ReasonLabels { reason })
             .inc();
     }
 
@@ -128,5 +269,44 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_per_kind_per_interval_with_the_count_left_out() {
+        let limiter = LogLimiter::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        let at = |secs| t0 + Duration::from_secs(secs);
+        assert_eq!(limiter.admit("a", at(0)), Some(0));
+        for s in 1..=5 {
+            assert_eq!(limiter.admit("a", at(s)), None);
+        }
+        // Another kind has its own allowance.
+        assert_eq!(limiter.admit("b", at(3)), Some(0));
+        assert_eq!(limiter.admit("a", at(59)), None);
+        assert_eq!(limiter.admit("a", at(60)), Some(6));
+        assert_eq!(limiter.admit("a", at(61)), None);
+        assert_eq!(limiter.admit("a", at(200)), Some(1));
+    }
+
+    #[test]
+    fn refusals_are_counted_by_reason() {
+        let m = Metrics::default();
+        m.http_refused(HttpRefusal::OverCapacity);
+        m.http_refused(HttpRefusal::OverCapacity);
+        m.http_refused(HttpRefusal::HeaderTimeout);
+        let text = m.render();
+        assert!(
+            text.contains(r#"abort_bot_http_connections_refused_total{reason="over_capacity"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"abort_bot_http_connections_refused_total{reason="header_timeout"} 1"#),
+            "{text}"
+        );
     }
 }

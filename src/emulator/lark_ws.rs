@@ -1,8 +1,12 @@
 //! The emulated long connection: `POST /callback/ws/endpoint` hands out a one-time
 //! `ws://…/ws/v2?…&ticket=…` URL on the emulator's own port, and the WebSocket there speaks
 //! `pbbp2` frames. It answers pings with pongs (carrying the configured ClientConfig), records
-//! every frame the bot sends, and lets a test push frames, drop the connection, or make the
-//! endpoint fail with a given code.
+//! every frame the bot sends, and lets a test push frames or whole events, drop the
+//! connection, or make the endpoint or the handshake fail with a given code.
+//!
+//! Events go out as Lark really sends them (`protocol/lark-websocket.md` §6.4, §6.5): plain v2
+//! JSON with `header.token: ""`, no `encrypt`, no signature, in `type=event` data frames with
+//! `message_id`, `sum`, `seq` and `trace_id` headers (as in `vectors/ws_frames.json`).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,7 +22,7 @@ use tokio::sync::mpsc;
 
 use super::Recorded;
 use super::lark::LarkEmulator;
-use crate::lark::ws::frame::{Frame, Header, Kind, METHOD_CONTROL};
+use crate::lark::ws::frame::{Frame, Header, Kind, METHOD_CONTROL, METHOD_DATA};
 
 /// The `service_id` the emulator puts in its URLs (the one in the shared vectors).
 pub const SERVICE_ID: i32 = 33_554_678;
@@ -38,8 +42,12 @@ struct HubState {
     client_config: Value,
     /// Codes the next endpoint requests answer with, instead of a URL.
     endpoint_faults: VecDeque<i64>,
+    /// `(Handshake-Status, Handshake-Autherrcode)` the next handshakes are refused with.
+    handshake_faults: VecDeque<(u16, Option<i64>)>,
     /// Issued and not yet used.
     tickets: HashSet<String>,
+    /// Every ticket ever issued, so a test can look for them where they must not be.
+    issued: Vec<String>,
     endpoint_calls: u32,
     connections: u32,
     /// Open connections by number.
@@ -62,7 +70,9 @@ impl Default for WsHub {
             inner: Arc::new(Mutex::new(HubState {
                 client_config: default_client_config(),
                 endpoint_faults: VecDeque::new(),
+                handshake_faults: VecDeque::new(),
                 tickets: HashSet::new(),
+                issued: Vec::new(),
                 endpoint_calls: 0,
                 connections: 0,
                 open: HashMap::new(),
@@ -86,6 +96,33 @@ impl WsHub {
     /// The next endpoint request answers `{"code": code}` and no URL.
     pub fn push_endpoint_fault(&self, code: i64) {
         self.state().endpoint_faults.push_back(code);
+    }
+
+    /// The next WebSocket handshake (with a valid ticket) is refused with HTTP `status`,
+    /// `Handshake-Status: status` and, when given, `Handshake-Autherrcode` (§6.1.1). Which
+    /// HTTP status Lark itself answers is not documented; the SDKs read only the headers.
+    pub fn push_handshake_fault(&self, status: u16, autherrcode: Option<i64>) {
+        self.state()
+            .handshake_faults
+            .push_back((status, autherrcode));
+    }
+
+    /// Every ticket the endpoint handed out so far.
+    pub fn issued_tickets(&self) -> Vec<String> {
+        self.state().issued.clone()
+    }
+
+    /// Pushes `event` (a v2 envelope) on the newest open connection as Lark does: its
+    /// `header.token` set to `""` (§6.5), split into `parts` data frames under frame-message
+    /// id `frame_id` (§6.4). False when no connection is open.
+    pub fn push_event(&self, event: &Value, frame_id: &str, parts: usize) -> bool {
+        let mut event = event.clone();
+        if let Some(header) = event.get_mut("header").and_then(Value::as_object_mut) {
+            header.insert("token".into(), Value::String(String::new()));
+        }
+        data_frames(frame_id, event.to_string().as_bytes(), parts)
+            .iter()
+            .all(|f| self.push(f))
     }
 
     /// Sends a frame on the newest open connection; false when none is open.
@@ -125,6 +162,32 @@ impl WsHub {
     }
 }
 
+/// `payload` in `parts` (at least one) `type=event` data frames, the way Lark splits a message.
+pub fn data_frames(frame_id: &str, payload: &[u8], parts: usize) -> Vec<Frame> {
+    let size = payload.len().div_ceil(parts.max(1)).max(1);
+    let chunks: Vec<&[u8]> = payload.chunks(size).collect();
+    let sum = chunks.len();
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(seq, chunk)| Frame {
+            seq_id: 0,
+            log_id: 0,
+            service: SERVICE_ID,
+            method: METHOD_DATA,
+            headers: vec![
+                Header::new("type", "event"),
+                Header::new("message_id", frame_id),
+                Header::new("sum", sum.to_string()),
+                Header::new("seq", seq.to_string()),
+                Header::new("trace_id", format!("trace-{frame_id}")),
+            ],
+            payload: Some(chunk.to_vec()),
+            ..Frame::default()
+        })
+        .collect()
+}
+
 #[derive(serde::Deserialize)]
 pub struct ConnectQuery {
     #[serde(default)]
@@ -161,6 +224,7 @@ pub async fn endpoint(
         .unwrap_or("127.0.0.1");
     let ticket = format!("{:032x}", rand::random::<u128>());
     s.tickets.insert(ticket.clone());
+    s.issued.push(ticket.clone());
     let n = s.endpoint_calls;
     let url = format!(
         "ws://{host}/ws/v2?fpid=1&device_id=emu-{n}&access_key=emulated&service_id={SERVICE_ID}&ticket={ticket}"
@@ -176,17 +240,31 @@ pub async fn connect(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let hub = emu.ws();
-    if !hub.state().tickets.remove(&q.ticket) {
-        return (
-            StatusCode::FORBIDDEN,
-            [
-                ("handshake-status", "403"),
-                ("handshake-msg", "invalid ticket"),
-            ],
-        )
-            .into_response();
+    let fault = {
+        let mut s = hub.state();
+        if !s.tickets.remove(&q.ticket) {
+            return refuse_handshake(403, None, "invalid ticket");
+        }
+        s.handshake_faults.pop_front()
+    };
+    if let Some((status, code)) = fault {
+        return refuse_handshake(status, code, "injected failure");
     }
     upgrade.on_upgrade(move |socket| serve(hub, socket))
+}
+
+/// A refused upgrade: the `Handshake-*` headers the SDKs read (§6.1.1), in lower case as
+/// HTTP/1 allows (Go writes `Handshake-Status`, Python reads `handshake-status`).
+fn refuse_handshake(status: u16, autherrcode: Option<i64>, msg: &'static str) -> Response {
+    let http = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+    let mut response = http.into_response();
+    let headers = response.headers_mut();
+    headers.insert("handshake-status", status.into());
+    headers.insert("handshake-msg", axum::http::HeaderValue::from_static(msg));
+    if let Some(code) = autherrcode {
+        headers.insert("handshake-autherrcode", code.into());
+    }
+    response
 }
 
 async fn serve(hub: WsHub, mut socket: WebSocket) {

@@ -2,10 +2,11 @@
 //! send, PATCH of a card, delayed card update and the contact lookup.
 //!
 //! The tenant token is cached until 10 minutes before expiry, single flight, and dropped and
-//! refetched once on 99991663/99991664/99991661. Rate limits (HTTP 429, 99991400, 230020), 5xx
-//! and transport failures are retried with jittered backoff; a rate limit that says how long to
-//! wait (`x-ogw-ratelimit-reset`) is retried no sooner than that. Lark reports business errors
-//! with HTTP 400 and a JSON body, so the body is read on every status.
+//! refetched once on a token error (99991661/99991663/99991664/99991665). Rate limits (HTTP
+//! 429, 99991400, 230020), 5xx and transport failures are retried with jittered backoff; a
+//! rate limit that says how long to wait (`x-ogw-ratelimit-reset`) is retried no sooner
+//! than that. Lark reports business errors with HTTP 400 and a JSON body, so the body is read
+//! on every status.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +24,11 @@ use crate::metrics::{Metrics, UpstreamCall};
 use crate::retry::RetryPolicy;
 use crate::token::TokenCache;
 
-const TOKEN_INVALID: &[i64] = &[99_991_661, 99_991_663, 99_991_664];
+/// Token errors after which the cached tenant token is dropped and the call made once more:
+/// no token (99991661), invalid or expired (99991663, `protocol/lark.md` §4.1/§4.2), and the
+/// invalid app / tenant access token codes 99991664 / 99991665 of the generic error-code page
+/// (https://open.feishu.cn/document/server-docs/api-call-guide/generic-error-code).
+const TOKEN_INVALID: &[i64] = &[99_991_661, 99_991_663, 99_991_664, 99_991_665];
 const RETRYABLE: &[i64] = &[99_991_400, 230_020];
 /// The longest wait a rate-limit answer can impose on one retry; a handler should not stall
 /// longer than this for a chat message.

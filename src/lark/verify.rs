@@ -163,9 +163,10 @@ impl Verifier {
         Ok(Inbound::LegacyCardAction(json))
     }
 
-    /// A long-connection payload: plain v2 JSON with no signature (Lark authenticated the
-    /// app when it handed out the connection URL), so only the verification token is
-    /// checked, as on every event.
+    /// A long-connection payload: plain v2 JSON with no signature and no token to compare.
+    /// Lark authenticated the app when it handed out the connection URL, real payloads carry
+    /// `header.token: ""`, and the official SDKs never compare it there
+    /// (`protocol/lark-websocket.md` §6.5): whatever `header.token` holds is accepted.
     pub fn open_plain(&self, body: &[u8]) -> Result<Inbound, Refusal> {
         let json: Value =
             serde_json::from_slice(body).map_err(|_| Refusal::BadRequest("body is not JSON"))?;
@@ -174,7 +175,7 @@ impl Verifier {
                 "encrypted payload on the long connection",
             ));
         }
-        self.classify(json)
+        self.classify_with(json, Token::Ignore)
     }
 
     fn check_timestamp(&self, headers: &SignatureHeaders) -> Result<(), Refusal> {
@@ -204,16 +205,25 @@ impl Verifier {
         }
     }
 
+    /// An HTTP delivery: the verification token must match.
     fn classify(&self, json: Value) -> Result<Inbound, Refusal> {
+        self.classify_with(json, Token::Compare)
+    }
+
+    fn classify_with(&self, json: Value, token: Token) -> Result<Inbound, Refusal> {
+        let check_token = |at: &str| match token {
+            Token::Compare => self.check_token(str_at(&json, at)),
+            Token::Ignore => Ok(()),
+        };
         if is_challenge(&json) {
-            self.check_token(str_at(&json, "/token"))?;
+            check_token("/token")?;
             let challenge = str_at(&json, "/challenge")
                 .ok_or(Refusal::BadRequest("challenge without a challenge"))?
                 .to_owned();
             return Ok(Inbound::Challenge { challenge });
         }
         if json.get("schema").and_then(Value::as_str) == Some("2.0") {
-            self.check_token(str_at(&json, "/header/token"))?;
+            check_token("/header/token")?;
             let event_id = str_at(&json, "/header/event_id")
                 .ok_or(Refusal::BadRequest("event without header.event_id"))?
                 .to_owned();
@@ -233,7 +243,7 @@ impl Verifier {
             }));
         }
         if json.get("type").and_then(Value::as_str) == Some("event_callback") {
-            self.check_token(str_at(&json, "/token"))?;
+            check_token("/token")?;
             let event_id = str_at(&json, "/uuid")
                 .ok_or(Refusal::BadRequest("1.0 event without uuid"))?
                 .to_owned();
@@ -259,6 +269,14 @@ fn check_signature(headers: &SignatureHeaders, expected: &str) -> Result<(), Ref
     } else {
         Err(Refusal::Unauthorized("signature mismatch"))
     }
+}
+
+/// Whether a delivery's verification token is compared: over HTTP always, over the long
+/// connection never (the connection the bot opened is the authentication).
+#[derive(Debug, Clone, Copy)]
+enum Token {
+    Compare,
+    Ignore,
 }
 
 fn is_challenge(json: &Value) -> bool {

@@ -4,6 +4,9 @@
 
 mod events;
 mod health;
+mod listener;
+
+pub use listener::{ListenerLimits, READ_TIMEOUT, serve};
 
 use std::sync::Arc;
 
@@ -14,11 +17,12 @@ use crate::lark::ws::client::LinkStatus;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::worker::Queue;
+use std::time::Duration;
+
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
-/// Lark bodies are small; anything larger is refused with 413 before it is read.
+/// Lark bodies are small; reading stops at this size and the request is refused with 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// What the handlers share.
@@ -35,14 +39,29 @@ pub struct AppState {
     pub link: Option<LinkStatus>,
 }
 
-/// The bot's routes, as the contract names them.
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// The bot's routes, as the contract names them. In `websocket` mode the webhook routes do
+/// not exist (404): the only way in is the connection the bot opened itself. Every request's
+/// body must arrive within `body_timeout`.
+pub fn router(state: AppState, body_timeout: Duration) -> Router {
+    let deadline = listener::BodyDeadline {
+        timeout: body_timeout,
+        metrics: state.metrics.clone(),
+    };
+    let webhook = Router::new()
         .route("/lark/events", post(events::events))
-        .route("/lark/cards", post(events::cards))
+        .route("/lark/cards", post(events::cards));
+    let routes = if state.link.is_some() {
+        Router::new()
+    } else {
+        webhook
+    };
+    routes
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            deadline,
+            listener::body_deadline,
+        ))
         .with_state(state)
 }

@@ -15,7 +15,7 @@ mod sqlite_lock;
 use std::path::Path;
 use std::time::Duration;
 
-pub use redis_url::RedisUrl;
+pub use redis_url::{RedisUrl, redact as redact_store_url};
 
 pub use self::redis::RedisWait;
 

@@ -40,9 +40,12 @@ impl RedisUrl {
             ));
         }
         let mut masked = url.clone();
+        // Setting these cannot fail: the URL has a host, so it can carry userinfo.
         if url.password().is_some() {
-            // Cannot fail: the URL has a host, so it can carry a password.
             let _ = masked.set_password(Some(MASK));
+        } else if !url.username().is_empty() {
+            // `redis://secret@host`: a lone userinfo part may well be the password.
+            let _ = masked.set_username(MASK);
         }
         let parsed = RedisUrl {
             url: SecretString::from(raw.to_owned()),
@@ -83,6 +86,19 @@ impl RedisUrl {
             out = out.replace(&decoded, MASK);
         }
         out
+    }
+}
+
+/// `raw`, a store address that may not even parse, with everything between `://` and the
+/// last `@` masked: for messages about a value that could not be read as a URL.
+pub fn redact(raw: &str) -> String {
+    let (scheme, rest) = match raw.find("://") {
+        Some(i) => raw.split_at(i + 3),
+        None => ("", raw),
+    };
+    match rest.rfind('@') {
+        Some(at) => format!("{scheme}{MASK}{}", &rest[at..]),
+        None => raw.to_owned(),
     }
 }
 
@@ -136,9 +152,39 @@ mod tests {
 
     #[test]
     fn malformed_urls_are_refused_without_repeating_them() {
-        for bad in ["redis://:hunter2@", "redis://:hunter2@host/abc", "redis//x"] {
-            let err = RedisUrl::parse(bad).expect_err(bad);
-            assert!(!err.contains("hunter2"), "{err}");
+        for bad in [
+            "redis://:hunter2@",
+            "redis://:hunter2@host/abc",
+            "redis//x",
+            "redis://:hunter2@host:port",
+            "redis://:hun ter2@host",
+            "redis://:hunter2@[::1",
+            "redis://u:hunter2@host:6379/0#frag",
+            "rediss://:hunter2@host:99999",
+            "redis://:hunter2@ho%st",
+            "redis://hunter2@/0",
+        ] {
+            match RedisUrl::parse(bad) {
+                Err(err) => assert!(!err.contains("hunter2"), "{bad}: {err}"),
+                Ok(url) => {
+                    for shown in [url.to_string(), format!("{url:?}")] {
+                        assert!(!shown.contains("hunter2"), "{bad}: {shown}");
+                    }
+                }
+            }
         }
+    }
+
+    #[test]
+    fn a_lone_userinfo_part_is_masked_too() {
+        let url = RedisUrl::parse("redis://hunter2@cache:6379").expect("valid");
+        assert_eq!(url.to_string(), "redis://***@cache:6379");
+    }
+
+    #[test]
+    fn an_unreadable_address_is_shown_without_its_userinfo() {
+        assert_eq!(redact("REDIS://:hunter2@host"), "REDIS://***@host");
+        assert_eq!(redact("redis:/:p@ss@host:1"), "***@host:1");
+        assert_eq!(redact("sqlite:abort-bot.db"), "sqlite:abort-bot.db");
     }
 }

@@ -80,6 +80,12 @@ pub struct Options {
     pub websocket: bool,
     /// More variables, set last.
     pub extra: Vec<(&'static str, String)>,
+    /// The listener's header and body read timeouts.
+    pub read_timeouts: Duration,
+    /// `ABORT_BOT_MAX_CONNECTIONS`, when set.
+    pub max_connections: Option<usize>,
+    /// Where everything the bot's threads log goes (nowhere by default).
+    pub log: Option<tracing::Dispatch>,
 }
 
 impl Default for Options {
@@ -90,6 +96,9 @@ impl Default for Options {
             redis: None,
             websocket: false,
             extra: Vec::new(),
+            read_timeouts: Duration::from_secs(10),
+            max_connections: None,
+            log: None,
         }
     }
 }
@@ -188,6 +197,9 @@ async fn start(
     if let Some(p) = options.default_project {
         src.set("ABORT_BOT_DEFAULT_PROJECT", p);
     }
+    if let Some(n) = options.max_connections {
+        src.set("ABORT_BOT_MAX_CONNECTIONS", n.to_string());
+    }
     if options.websocket {
         src.set("ABORT_BOT_MODE", "websocket");
         lark.ws()
@@ -199,11 +211,13 @@ async fn start(
     }
     let settings = Settings::from_sources(&src).expect("test settings");
     // Each bot gets its own runtime, so a test can kill it mid-work like a crash.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(2).enable_all();
+    if let Some(log) = options.log.clone() {
+        // Every thread of this bot logs there, for as long as the thread lives.
+        builder.on_thread_start(move || std::mem::forget(tracing::dispatcher::set_default(&log)));
+    }
+    let runtime = builder.build().expect("runtime");
     let overrides = Overrides {
         clock: Arc::new(clock.clone()),
         retry: RetryPolicy::quick(),
@@ -211,6 +225,8 @@ async fn start(
         tap: None,
         // Every test runs beside a busy sweep: it must never double anything.
         sweep_every: SWEEP_EVERY,
+        header_timeout: options.read_timeouts,
+        body_timeout: options.read_timeouts,
     };
     let app = runtime
         .spawn(async move { App::build(&settings, overrides).await })
@@ -233,7 +249,7 @@ async fn start(
         lark,
         project,
         clock,
-        http: reqwest::Client::new(),
+        http: client_for(&options),
         options,
         store_path,
         lark_addr,
@@ -243,6 +259,16 @@ async fn start(
         stop: Some(stop_tx),
         done: Some(done_rx),
     }
+}
+
+/// The test's HTTP client. With short read timeouts the bot closes idle keep-alive
+/// connections quickly, so the client keeps none (a pooled one could be closed under it).
+fn client_for(options: &Options) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder();
+    if options.read_timeouts < Duration::from_secs(10) {
+        builder = builder.pool_max_idle_per_host(0);
+    }
+    builder.build().expect("HTTP client")
 }
 
 impl Drop for TestApp {

@@ -18,10 +18,18 @@ use super::{
     ClientConfig, ClientConfigPatch, EventHandler, SessionEnd, SessionLimits, run_session, stopped,
 };
 use crate::lark::client::{LarkClient, LarkError};
+use crate::metrics::Metrics;
 
-/// Endpoint and handshake codes after which retrying cannot help (`ws/const.py`): the
-/// connection limit is reached (1000040350), authentication failed (514), forbidden (403).
-pub const FATAL_CODES: &[i64] = &[1_000_040_350, 514, 403];
+/// Endpoint answers that are retried (§6.1.1, Python/Go `getConnURL`): 1 (system busy) and
+/// 1000040343 (internal error). Any other non-zero `code` in an HTTP 200 answer is final
+/// (no credential, forbidden, auth failed, connection limit, a token error such as 99991665).
+const RETRIED_ENDPOINT_CODES: &[i64] = &[1, 1_000_040_343];
+/// `Handshake-Status` values (§6.1.1): 403 is final; 514 is final only with
+/// `Handshake-Autherrcode` [`CONNECTION_LIMIT`].
+const HANDSHAKE_FORBIDDEN: i64 = 403;
+const HANDSHAKE_AUTH_FAILED: i64 = 514;
+/// Too many connections for the app (Lark allows 50).
+const CONNECTION_LIMIT: i64 = 1_000_040_350;
 
 /// Failed attempts are never retried faster than this, whatever ReconnectInterval says.
 const MIN_RETRY: Duration = Duration::from_secs(1);
@@ -43,12 +51,32 @@ pub enum WsError {
 }
 
 impl WsError {
-    /// True when reconnecting cannot help.
+    /// True when reconnecting cannot help (§6.1.1, following Python and Go): an endpoint
+    /// answer with HTTP 200 and a code other than 0, 1 or 1000040343; a handshake refused
+    /// with 403, or with 514 and the connection limit; or ReconnectCount ran out.
     pub fn is_fatal(&self) -> bool {
         match self {
-            WsError::Endpoint(e) => e.code().is_some_and(|c| FATAL_CODES.contains(&c)),
+            WsError::Endpoint(LarkError::Api {
+                code, status: 200, ..
+            }) => !RETRIED_ENDPOINT_CODES.contains(code),
+            WsError::Endpoint(_) => false,
             WsError::Refused { .. } | WsError::GaveUp(_) => true,
             WsError::BadEndpoint(_) | WsError::Handshake(_) => false,
+        }
+    }
+
+    /// The metric label of a final failure.
+    fn stop_reason(&self) -> &'static str {
+        match self {
+            WsError::Refused {
+                code: HANDSHAKE_FORBIDDEN,
+                ..
+            } => "forbidden",
+            WsError::Refused { .. } => "connection_limit",
+            WsError::GaveUp(_) => "gave_up",
+            WsError::Endpoint(_) | WsError::BadEndpoint(_) | WsError::Handshake(_) => {
+                "endpoint_refused"
+            }
         }
     }
 }
@@ -157,21 +185,25 @@ pub struct LongConnection<H> {
     handler: Arc<H>,
     limits: SessionLimits,
     status: LinkStatus,
+    metrics: Arc<Metrics>,
 }
 
 impl<H: EventHandler> LongConnection<H> {
-    /// `status` is kept up to date from here on.
+    /// `status` is kept up to date from here on; reconnects and a final stop are counted in
+    /// `metrics`.
     pub fn new(
         lark: Arc<LarkClient>,
         handler: Arc<H>,
         limits: SessionLimits,
         status: LinkStatus,
+        metrics: Arc<Metrics>,
     ) -> Self {
         LongConnection {
             lark,
             handler,
             limits,
             status,
+            metrics,
         }
     }
 
@@ -179,8 +211,12 @@ impl<H: EventHandler> LongConnection<H> {
     /// is dropped) and an error only when retrying cannot help or ReconnectCount ran out.
     pub async fn run(self, shutdown: watch::Receiver<bool>) -> Result<(), WsError> {
         let status = self.status.clone();
+        let metrics = self.metrics.clone();
         let result = self.reconnect_loop(shutdown).await;
         status.set(LinkState::Stopped);
+        if let Err(e) = &result {
+            metrics.long_connection_stopped(e.stop_reason());
+        }
         result
     }
 
@@ -188,7 +224,11 @@ impl<H: EventHandler> LongConnection<H> {
         let mut config = ClientConfig::default();
         let mut failures: u32 = 0;
         let mut wait = Duration::ZERO;
+        let mut first = true;
         loop {
+            if !std::mem::take(&mut first) {
+                self.metrics.long_connection_reconnect();
+            }
             if !wait.is_zero() {
                 tokio::select! {
                     _ = stopped(&mut shutdown) => return Ok(()),
@@ -265,7 +305,9 @@ impl<H: EventHandler> LongConnection<H> {
     }
 }
 
-/// A refused handshake says why in `handshake-*` headers; the fatal codes stop retries.
+/// A refused handshake says why in `handshake-*` headers (read case-insensitively, §6.1.1):
+/// `Handshake-Status` 403, or 514 with `Handshake-Autherrcode` 1000040350, stops retries;
+/// anything else, or no headers at all, is retried.
 fn handshake_error(e: tungstenite::Error) -> WsError {
     let tungstenite::Error::Http(response) = &e else {
         return WsError::Handshake(e.to_string());
@@ -275,16 +317,30 @@ fn handshake_error(e: tungstenite::Error) -> WsError {
             .headers()
             .get(name)
             .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
+            .map(|v| v.trim().to_owned())
     };
+    let number = |name: &str| header(name).and_then(|v| v.parse::<i64>().ok());
     let msg = header("handshake-msg").unwrap_or_default();
-    match header("handshake-autherrcode").and_then(|c| c.trim().parse::<i64>().ok()) {
-        Some(code) if FATAL_CODES.contains(&code) => WsError::Refused { code, msg },
-        code => WsError::Handshake(format!(
-            "HTTP {} (code {}, {msg})",
-            response.status().as_u16(),
-            code.map_or_else(|| "none".to_owned(), |c| c.to_string())
-        )),
+    let status = number("handshake-status");
+    let code = number("handshake-autherrcode");
+    match (status, code) {
+        (Some(HANDSHAKE_FORBIDDEN), _) => WsError::Refused {
+            code: HANDSHAKE_FORBIDDEN,
+            msg,
+        },
+        (Some(HANDSHAKE_AUTH_FAILED), Some(CONNECTION_LIMIT)) => WsError::Refused {
+            code: CONNECTION_LIMIT,
+            msg,
+        },
+        _ => {
+            let shown = |v: Option<i64>| v.map_or_else(|| "none".to_owned(), |c| c.to_string());
+            WsError::Handshake(format!(
+                "HTTP {} (handshake status {}, code {}, {msg})",
+                response.status().as_u16(),
+                shown(status),
+                shown(code)
+            ))
+        }
     }
 }
 
@@ -330,37 +386,70 @@ mod tests {
     }
 
     #[test]
-    fn only_the_documented_codes_stop_retries() {
-        let api = |code| {
+    fn endpoint_codes_are_final_except_busy_and_internal_error() {
+        let api = |code, status| {
             WsError::Endpoint(LarkError::Api {
                 code,
                 msg: String::new(),
-                status: 200,
+                status,
             })
         };
-        for code in [1_000_040_350, 514, 403] {
-            assert!(api(code).is_fatal());
+        // §6.1.1: any code other than 0 / 1 / 1000040343 in an HTTP 200 answer is final.
+        for code in [1_000_040_350, 1_000_040_344, 514, 403, 99_991_665] {
+            assert!(api(code, 200).is_fatal(), "{code}");
         }
         for code in [1, 1_000_040_343] {
-            assert!(!api(code).is_fatal());
+            assert!(!api(code, 200).is_fatal(), "{code}");
         }
+        // HTTP status other than 200: "system busy", retried.
+        assert!(!api(99_991_400, 429).is_fatal());
+        assert!(!api(514, 500).is_fatal());
         assert!(!WsError::Endpoint(LarkError::Timeout).is_fatal());
         assert!(!WsError::Handshake("x".into()).is_fatal());
     }
 
+    /// A refused upgrade with these `(name, value)` headers.
+    fn refused(headers: &[(&'static str, &str)]) -> tungstenite::Error {
+        let mut r = tungstenite::http::Response::new(None);
+        *r.status_mut() = tungstenite::http::StatusCode::FORBIDDEN;
+        for (name, value) in headers {
+            let name = tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("name");
+            r.headers_mut()
+                .insert(name, value.parse().expect("header value"));
+        }
+        tungstenite::Error::Http(Box::new(r))
+    }
+
     #[test]
-    fn fatal_handshake_headers_stop_retries() {
-        let response = |code: &str| {
-            let mut r = tungstenite::http::Response::new(None);
-            *r.status_mut() = tungstenite::http::StatusCode::FORBIDDEN;
-            r.headers_mut()
-                .insert("handshake-autherrcode", code.parse().expect("header value"));
-            r.headers_mut()
-                .insert("handshake-msg", "nope".parse().expect("header value"));
-            tungstenite::Error::Http(Box::new(r))
-        };
-        assert!(handshake_error(response("514")).is_fatal());
-        assert!(!handshake_error(response("1")).is_fatal());
+    fn handshake_403_and_514_with_the_connection_limit_are_final() {
+        // Header names in either case (Go writes them capitalised); §6.1.1 table.
+        let final_ones = [
+            vec![("Handshake-Status", "403"), ("Handshake-Msg", "banned")],
+            vec![("handshake-status", "403"), ("handshake-autherrcode", "1")],
+            vec![
+                ("handshake-status", "514"),
+                ("handshake-autherrcode", "1000040350"),
+            ],
+        ];
+        for headers in final_ones {
+            let e = handshake_error(refused(&headers));
+            assert!(e.is_fatal(), "{headers:?}: {e}");
+        }
+        assert_eq!(
+            handshake_error(refused(&[("handshake-status", "403")])).stop_reason(),
+            "forbidden"
+        );
+        let retried = [
+            vec![("handshake-status", "514"), ("handshake-autherrcode", "1")],
+            vec![("handshake-status", "514")],
+            vec![("handshake-autherrcode", "1000040350")],
+            vec![("handshake-status", "500")],
+            vec![],
+        ];
+        for headers in retried {
+            let e = handshake_error(refused(&headers));
+            assert!(!e.is_fatal(), "{headers:?}: {e}");
+        }
     }
 
     #[test]
