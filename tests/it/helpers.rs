@@ -78,6 +78,8 @@ pub struct Options {
     /// `ABORT_BOT_MODE=websocket`: events come over the emulated long connection, which
     /// hands out a 1 s PingInterval and reconnects at once.
     pub websocket: bool,
+    /// How long the bot waits for one upstream answer.
+    pub upstream_timeout: Duration,
 }
 
 impl Default for Options {
@@ -87,6 +89,7 @@ impl Default for Options {
             default_project: Some("doc"),
             redis: None,
             websocket: false,
+            upstream_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -201,7 +204,7 @@ async fn start(
     let overrides = Overrides {
         clock: Arc::new(clock.clone()),
         retry: RetryPolicy::quick(),
-        upstream_timeout: Duration::from_secs(5),
+        upstream_timeout: options.upstream_timeout,
         tap: None,
         // Every test runs beside a busy sweep: it must never double anything.
         sweep_every: SWEEP_EVERY,

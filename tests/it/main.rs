@@ -8,6 +8,7 @@ mod card_snapshots;
 mod commands;
 mod interactive;
 mod outcomes;
+mod project_side;
 mod rate_limits;
 mod redis_store;
 mod reliability;
