@@ -391,3 +391,31 @@ async fn steady_state_with_a_space_option_is_one_put_and_one_reply() {
     let lark: Vec<String> = app.lark.requests().into_iter().map(|r| r.method).collect();
     assert_eq!(lark, ["POST"], "only the reply");
 }
+
+#[tokio::test]
+async fn a_restore_that_landed_before_a_crash_is_done_after_the_restart() {
+    let mut app = spawn_app().await;
+    app.project
+        .push_fault(Endpoint::Abort, Fault::Hang { apply: true });
+    let message_id = new_message_id();
+    let event = message_event(
+        &new_event_id(),
+        &message_id,
+        ALICE,
+        Chat::Group,
+        "/restore 12348 rollback",
+    );
+    assert_eq!(app.post_event(&event).await.status(), 200);
+    wait_for_puts(&app, 1).await;
+    app.crash();
+    assert!(!app.project.item(12348).expect("item").aborted, "it landed");
+
+    let app = app.restart().await;
+    let reply = app.reply_to(&message_id).await;
+    let text = card_text(&reply.card);
+    assert_eq!(card_color(&reply.card), "green", "{text}");
+    assert!(!text.contains("is not aborted"), "20008 was ours: {text}");
+    let puts = puts(&app);
+    assert_eq!(puts.len(), 2);
+    assert_eq!(puts[0].header("x-idem-uuid"), puts[1].header("x-idem-uuid"));
+}
