@@ -190,10 +190,6 @@ impl ReasonMenu {
         self
     }
 
-    pub fn contains(&self, option: &ReasonOption) -> bool {
-        self.choices.iter().any(|c| &c.option == option)
-    }
-
     /// The space's label of an option, when it has one.
     pub fn label(&self, option: &ReasonOption) -> Option<&str> {
         self.choices

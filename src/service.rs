@@ -390,7 +390,9 @@ impl Service {
                 Some(m) => m.intersect(&this),
             });
         }
-        menu.unwrap_or_else(|| ReasonMenu::defaults(action))
+        // Spaces with nothing in common: each item's PUT is judged by its own space.
+        menu.filter(|m| !m.choices.is_empty())
+            .unwrap_or_else(|| ReasonMenu::defaults(action))
     }
 
     /// The action a picker offers for these items: the one asked for, unless every item found

@@ -5,4 +5,4 @@ pub mod client;
 pub mod model;
 
 pub use client::{Freshness, ProjectClient, ProjectError, PutAnswer};
-pub use model::{FieldOption, SimpleField, Space, WorkItem, WorkItemType};
+pub use model::{SimpleField, Space, WorkItem, WorkItemType};
