@@ -157,7 +157,7 @@ impl Signer {
             v: VERSION,
             k: value.kind,
             a: value.action,
-            o: value.option.map(|o| o.key().to_owned()),
+            o: value.option.as_ref().map(|o| o.key().to_owned()),
             r: value.reason.clone(),
             i: value.items.iter().map(encode_item).collect(),
             n: value.nonce.clone(),
@@ -190,7 +190,7 @@ impl Signer {
             None => None,
             Some(o) => Some(
                 ReasonOption::parse_key(o)
-                    .filter(|opt| wire.a.options().contains(opt))
+                    .filter(|opt| wire.a.accepts(opt))
                     .ok_or_else(|| ValueError::Option(o.clone()))?,
             ),
         };
@@ -310,7 +310,7 @@ mod tests {
         ButtonValue {
             kind: Kind::Go,
             action: Action::Abort,
-            option: Some(ReasonOption::Repeat),
+            option: Some(ReasonOption::REPEAT),
             reason: Some("dup of 1".into()),
             items: vec![
                 WorkItemRef {

@@ -7,10 +7,10 @@ use serde_json::Value;
 
 use crate::card_value::{CardStamp, Signer};
 use crate::command::{self, ActCommand, Command, OptionChoice};
-use crate::domain::ReasonOption;
+use crate::domain::{ReasonMenu, ReasonOption};
 use crate::lark::client::LarkError;
 use crate::lark::message::{ChatType, ReceivedMessage};
-use crate::service::{ActRequest, Service, reply_uuid};
+use crate::service::{ActRequest, Outcome, Service, reply_uuid};
 use crate::views::{self, BatchRequest};
 
 pub struct Chat {
@@ -65,7 +65,13 @@ impl Chat {
             Some(Ok(Command::Act(cmd))) => {
                 let stamp = CardStamp::new(&self.signer, service.clock.now_secs());
                 let chat_id = Some(msg.chat_id.as_str());
-                match &cmd.choice {
+                // The sender is looked up once for the whole command.
+                let user_key = service.user_key(actor).await;
+                // The option word is read against the options of the items' space.
+                let menu = service
+                    .reason_menu(cmd.action, &cmd.refs, chat_id, &user_key)
+                    .await;
+                match &cmd.choice_with(&menu) {
                     OptionChoice::Chosen { option, reason }
                         if cmd.refs.len() > self.batch_confirm =>
                     {
@@ -73,7 +79,8 @@ impl Chat {
                         views::confirm_batch(
                             &BatchRequest {
                                 action: cmd.action,
-                                option: *option,
+                                option: option.clone(),
+                                option_label: menu.label(option),
                                 reason,
                                 refs: &refs,
                                 actor_open_id: actor.open_id.as_deref(),
@@ -84,28 +91,42 @@ impl Chat {
                     }
                     OptionChoice::Chosen { option, reason } => {
                         let report = service
-                            .act(&ActRequest {
-                                action: cmd.action,
-                                option: *option,
-                                reason: reason.clone(),
-                                refs: cmd.refs.clone(),
-                                chat_id: Some(msg.chat_id.clone()),
-                                origin: msg.message_id.clone(),
-                                actor: actor.clone(),
-                            })
+                            .act_as(
+                                &ActRequest {
+                                    action: cmd.action,
+                                    option: option.clone(),
+                                    reason: reason.clone(),
+                                    refs: cmd.refs.clone(),
+                                    chat_id: Some(msg.chat_id.clone()),
+                                    origin: msg.message_id.clone(),
+                                    actor: actor.clone(),
+                                },
+                                user_key,
+                            )
                             .await;
                         views::act_report(&report, web_url, &stamp)
                     }
                     OptionChoice::Missing { reason } => {
-                        self.picker(msg, &cmd, None, reason, &stamp).await
+                        let ask = Ask {
+                            user_key: &user_key,
+                            menu,
+                            did_you_mean: None,
+                            reason,
+                        };
+                        self.picker(msg, &cmd, ask, &stamp).await
                     }
                     OptionChoice::DidYouMean {
                         typed,
                         suggestion,
                         reason,
                     } => {
-                        let did_you_mean = Some((typed.as_str(), *suggestion));
-                        self.picker(msg, &cmd, did_you_mean, reason, &stamp).await
+                        let ask = Ask {
+                            user_key: &user_key,
+                            menu,
+                            did_you_mean: Some((typed.as_str(), suggestion)),
+                            reason,
+                        };
+                        self.picker(msg, &cmd, ask, &stamp).await
                     }
                 }
             }
@@ -129,21 +150,43 @@ impl Chat {
         &self,
         msg: &ReceivedMessage,
         cmd: &ActCommand,
-        did_you_mean: Option<(&str, ReasonOption)>,
-        reason: &str,
+        ask: Ask<'_>,
         stamp: &CardStamp<'_>,
     ) -> Value {
-        let service = &self.service;
-        let lookups = service
-            .lookup(&cmd.refs, Some(&msg.chat_id), &msg.sender)
-            .await;
-        let picker = views::Picker {
-            action: cmd.action,
-            lookups: &lookups,
+        let Ask {
+            user_key,
+            menu,
             did_you_mean,
+            reason,
+        } = ask;
+        let service = &self.service;
+        let chat_id = Some(msg.chat_id.as_str());
+        let lookups = service.lookup(&cmd.refs, chat_id, user_key).await;
+        // Items already in the asked-for state are offered the opposite action, with its options.
+        let action = Service::offered_action(cmd.action, &lookups);
+        let menu = if action == menu.action {
+            menu
+        } else {
+            service
+                .reason_menu(action, &cmd.refs, chat_id, user_key)
+                .await
+        };
+        let picker = views::Picker {
+            action,
+            menu: &menu,
+            lookups: &lookups,
+            did_you_mean: did_you_mean.filter(|_| action == cmd.action),
             reason,
             actor_open_id: msg.sender.open_id.as_deref(),
         };
         views::picker(&picker, &service.web_url, stamp)
     }
+}
+
+/// What a picker asks about: the sender as looked up, the options read so far, a mistyped word.
+struct Ask<'a> {
+    user_key: &'a Result<String, Outcome>,
+    menu: ReasonMenu,
+    did_you_mean: Option<(&'a str, &'a ReasonOption)>,
+    reason: &'a str,
 }

@@ -3,7 +3,7 @@
 
 use url::Url;
 
-use crate::domain::{Action, ReasonOption, WorkItemRef, is_space_key};
+use crate::domain::{Action, ReasonMenu, ReasonOption, WorkItemRef, is_space_key};
 
 /// What a chat message asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +21,18 @@ pub enum Command {
 pub struct ActCommand {
     pub action: Action,
     pub refs: Vec<WorkItemRef>,
+    /// What followed the refs, read against the documented options.
     pub choice: OptionChoice,
+    /// The words after the refs, to read again against a space's own options.
+    pub tail: Vec<String>,
+}
+
+impl ActCommand {
+    /// What followed the refs, read against `menu` (the options of the items' space).
+    pub fn choice_with(&self, menu: &ReasonMenu) -> OptionChoice {
+        let words: Vec<&str> = self.tail.iter().map(String::as_str).collect();
+        choose(menu, &words)
+    }
 }
 
 /// What came after the refs. The bot never acts without an explicit option.
@@ -104,35 +115,48 @@ fn parse_act(action: Action, words: &[&str], web_url: &Url) -> Result<Command, P
     if refs.is_empty() {
         return Err(ParseError::MissingRefs(action.key()));
     }
-    let choice = match words.get(i) {
-        None => OptionChoice::Missing {
-            reason: String::new(),
-        },
-        Some(word) => {
-            let after = words.get(i + 1..).unwrap_or_default().join(" ");
-            if let Some(option) = action.parse_option(word) {
-                OptionChoice::Chosen {
-                    option,
-                    reason: after,
-                }
-            } else if let Some(suggestion) = action.suggest_option(word) {
-                OptionChoice::DidYouMean {
-                    typed: (*word).to_owned(),
-                    suggestion,
-                    reason: after,
-                }
-            } else {
-                OptionChoice::Missing {
-                    reason: words.get(i..).unwrap_or_default().join(" "),
-                }
-            }
-        }
-    };
+    let tail: Vec<String> = words
+        .get(i..)
+        .unwrap_or_default()
+        .iter()
+        .map(|w| (*w).to_owned())
+        .collect();
+    let choice = choose(
+        &ReasonMenu::defaults(action),
+        words.get(i..).unwrap_or_default(),
+    );
     Ok(Command::Act(ActCommand {
         action,
         refs,
         choice,
+        tail,
     }))
+}
+
+/// After the refs, the next word is the option if it is one; the rest is the reason.
+fn choose(menu: &ReasonMenu, words: &[&str]) -> OptionChoice {
+    let Some(word) = words.first() else {
+        return OptionChoice::Missing {
+            reason: String::new(),
+        };
+    };
+    let after = words.get(1..).unwrap_or_default().join(" ");
+    if let Some(option) = menu.parse(word) {
+        OptionChoice::Chosen {
+            option,
+            reason: after,
+        }
+    } else if let Some(suggestion) = menu.suggest(word) {
+        OptionChoice::DidYouMean {
+            typed: (*word).to_owned(),
+            suggestion,
+            reason: after,
+        }
+    } else {
+        OptionChoice::Missing {
+            reason: words.join(" "),
+        }
+    }
 }
 
 fn parse_bind(words: &[&str]) -> Result<Command, ParseError> {
@@ -170,7 +194,7 @@ mod tests {
         assert_eq!(
             a.choice,
             OptionChoice::Chosen {
-                option: ReasonOption::Repeat,
+                option: ReasonOption::REPEAT,
                 reason: "duplicate of 12001".into()
             }
         );
@@ -183,10 +207,7 @@ mod tests {
         assert_eq!(a.refs[0].type_key.as_deref(), Some("story"));
         assert!(matches!(
             a.choice,
-            OptionChoice::Chosen {
-                option: ReasonOption::Restart,
-                ..
-            }
+            OptionChoice::Chosen { ref option, .. } if *option == ReasonOption::RESTART
         ));
         assert_eq!(act("/终止 1 取消").action, Action::Abort);
     }
@@ -216,7 +237,7 @@ mod tests {
             act("/abort 12345 repat dup").choice,
             OptionChoice::DidYouMean {
                 typed: "repat".into(),
-                suggestion: ReasonOption::Repeat,
+                suggestion: ReasonOption::REPEAT,
                 reason: "dup".into()
             }
         );
@@ -261,7 +282,7 @@ mod tests {
 
         #[test]
         fn any_id_round_trips(id in 1u64..=9_007_199_254_740_991, opt in 0usize..4) {
-            let option = Action::Abort.options()[opt];
+            let option = Action::Abort.options()[opt].clone();
             let a = act(&format!("/abort {id} {} why", option.key()));
             prop_assert_eq!(a.refs[0].id, id);
             prop_assert_eq!(a.choice, OptionChoice::Chosen { option, reason: "why".into() });

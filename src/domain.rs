@@ -2,6 +2,7 @@
 //! Everything here is parsed from outside text once, so the rest of the code never sees an
 //! invalid action, option or reference.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -31,46 +32,43 @@ impl Action {
         }
     }
 
-    /// The options Feishu Project accepts for this action, in display order.
+    /// The documented options for this action, in display order. Abort: the defaults of the
+    /// space's 终止原因 field (a space may configure others, see [`ReasonMenu`]); restore: fixed.
     pub fn options(self) -> &'static [ReasonOption] {
         match self {
             Action::Abort => &[
-                ReasonOption::Cancel,
-                ReasonOption::Repeat,
-                ReasonOption::Test,
-                ReasonOption::Other,
+                ReasonOption::CANCEL,
+                ReasonOption::REPEAT,
+                ReasonOption::TEST,
+                ReasonOption::OTHER,
             ],
             Action::Restore => &[
-                ReasonOption::Restart,
-                ReasonOption::Rollback,
-                ReasonOption::Test,
-                ReasonOption::Other,
+                ReasonOption::RESTART,
+                ReasonOption::ROLLBACK,
+                ReasonOption::TEST,
+                ReasonOption::OTHER,
             ],
         }
     }
 
-    /// Reads an option word: the key or its Chinese label, case-insensitive.
-    pub fn parse_option(self, word: &str) -> Option<ReasonOption> {
-        let lower = word.to_lowercase();
-        self.options()
-            .iter()
-            .copied()
-            .find(|o| o.key() == lower || o.zh_words().contains(&lower.as_str()))
+    /// Whether a value can be an option of this action at all: restore options are fixed;
+    /// abort options are whatever the space configured (Feishu Project is the judge), except
+    /// the restore-only ones.
+    pub fn accepts(self, option: &ReasonOption) -> bool {
+        match self {
+            Action::Abort => ![ReasonOption::RESTART, ReasonOption::ROLLBACK].contains(option),
+            Action::Restore => self.options().contains(option),
+        }
     }
 
-    /// An option a mistyped word was probably meant to be (`repat` → `repeat`).
+    /// Reads an option word against the documented options (see [`ReasonMenu::parse`]).
+    pub fn parse_option(self, word: &str) -> Option<ReasonOption> {
+        ReasonMenu::defaults(self).parse(word)
+    }
+
+    /// A documented option a mistyped word was probably meant to be (`repat` → `repeat`).
     pub fn suggest_option(self, word: &str) -> Option<ReasonOption> {
-        let lower = word.to_lowercase();
-        if lower.chars().count() < 3 {
-            return None;
-        }
-        self.options()
-            .iter()
-            .copied()
-            .map(|o| (edit_distance(&lower, o.key()), o))
-            .filter(|(d, o)| *d <= 2 && *d < o.key().len() / 2 + 1)
-            .min_by_key(|(d, _)| *d)
-            .map(|(_, o)| o)
+        ReasonMenu::defaults(self).suggest(word)
     }
 }
 
@@ -80,59 +78,159 @@ impl fmt::Display for Action {
     }
 }
 
-/// A `reason_option` value. Abort: cancel / repeat / test / other (the defaults of the space's
-/// 终止原因 field). Restore (fixed): restart / rollback / test / other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReasonOption {
-    Cancel,
-    Repeat,
-    Restart,
-    Rollback,
-    Test,
-    Other,
-}
+/// A `reason_option` value, as sent in the PUT. Abort: the documented defaults of the space's
+/// 终止原因 field (cancel / repeat / test / other) or a value the space configured for it;
+/// restore (fixed): restart / rollback / test / other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct ReasonOption(Cow<'static, str>);
+
+/// The longest option value accepted from a space's configuration or a button.
+const MAX_OPTION_CHARS: usize = 100;
 
 impl ReasonOption {
-    pub fn key(self) -> &'static str {
-        match self {
-            ReasonOption::Cancel => "cancel",
-            ReasonOption::Repeat => "repeat",
-            ReasonOption::Restart => "restart",
-            ReasonOption::Rollback => "rollback",
-            ReasonOption::Test => "test",
-            ReasonOption::Other => "other",
+    pub const CANCEL: ReasonOption = ReasonOption(Cow::Borrowed("cancel"));
+    pub const REPEAT: ReasonOption = ReasonOption(Cow::Borrowed("repeat"));
+    pub const RESTART: ReasonOption = ReasonOption(Cow::Borrowed("restart"));
+    pub const ROLLBACK: ReasonOption = ReasonOption(Cow::Borrowed("rollback"));
+    pub const TEST: ReasonOption = ReasonOption(Cow::Borrowed("test"));
+    pub const OTHER: ReasonOption = ReasonOption(Cow::Borrowed("other"));
+
+    /// The value sent as `reason_option`.
+    pub fn key(&self) -> &str {
+        &self.0
+    }
+
+    /// Chinese words accepted in chat for a documented option.
+    fn zh_words(&self) -> &'static [&'static str] {
+        match self.key() {
+            "cancel" => &["取消"],
+            "repeat" => &["重复/合并", "重复", "合并"],
+            "restart" => &["重启"],
+            "rollback" => &["误操作回退", "回退"],
+            "test" => &["测试"],
+            "other" => &["其他"],
+            _ => &[],
         }
     }
 
-    /// Chinese words accepted for this option in chat.
-    fn zh_words(self) -> &'static [&'static str] {
-        match self {
-            ReasonOption::Cancel => &["取消"],
-            ReasonOption::Repeat => &["重复/合并", "重复", "合并"],
-            ReasonOption::Restart => &["重启"],
-            ReasonOption::Rollback => &["误操作回退", "回退"],
-            ReasonOption::Test => &["测试"],
-            ReasonOption::Other => &["其他"],
-        }
+    /// Whether its words live in `cards/messages.json` (a documented option).
+    pub fn is_documented(&self) -> bool {
+        Action::Abort.options().contains(self) || Action::Restore.options().contains(self)
     }
 
     /// `other` is accepted only with a reason (Feishu Project answers 20009 otherwise).
-    pub fn needs_reason(self) -> bool {
-        self == ReasonOption::Other
+    pub fn needs_reason(&self) -> bool {
+        self.key() == "other"
     }
 
+    /// A value from outside (a button, a space's configuration): non-empty, printable, short.
     pub fn parse_key(key: &str) -> Option<ReasonOption> {
-        [
-            ReasonOption::Cancel,
-            ReasonOption::Repeat,
-            ReasonOption::Restart,
-            ReasonOption::Rollback,
-            ReasonOption::Test,
-            ReasonOption::Other,
-        ]
-        .into_iter()
-        .find(|o| o.key() == key)
+        let ok = !key.is_empty()
+            && key.chars().count() <= MAX_OPTION_CHARS
+            && !key.chars().any(|c| c.is_control() || c.is_whitespace());
+        if !ok {
+            return None;
+        }
+        Some(
+            Action::Abort
+                .options()
+                .iter()
+                .chain(Action::Restore.options())
+                .find(|o| o.key() == key)
+                .cloned()
+                .unwrap_or_else(|| ReasonOption(Cow::Owned(key.to_owned()))),
+        )
+    }
+}
+
+/// One option a picker offers: the value sent, and the space's label for it (None for a
+/// documented option, whose words are in `cards/messages.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReasonChoice {
+    pub option: ReasonOption,
+    pub label: Option<String>,
+}
+
+/// The options of one action in one space, in display order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReasonMenu {
+    pub action: Action,
+    pub choices: Vec<ReasonChoice>,
+}
+
+impl ReasonMenu {
+    /// The documented options.
+    pub fn defaults(action: Action) -> Self {
+        Self {
+            action,
+            choices: action
+                .options()
+                .iter()
+                .map(|o| ReasonChoice {
+                    option: o.clone(),
+                    label: None,
+                })
+                .collect(),
+        }
+    }
+
+    /// A space's own abort options; empty → the documented defaults.
+    pub fn configured(action: Action, choices: Vec<ReasonChoice>) -> Self {
+        if choices.is_empty() || action == Action::Restore {
+            return Self::defaults(action);
+        }
+        Self { action, choices }
+    }
+
+    /// Only the options every menu offers (a command whose items are in several spaces).
+    pub fn intersect(mut self, other: &ReasonMenu) -> Self {
+        self.choices
+            .retain(|c| other.choices.iter().any(|o| o.option == c.option));
+        self
+    }
+
+    /// The space's label of an option, when it has one.
+    pub fn label(&self, option: &ReasonOption) -> Option<&str> {
+        self.choices
+            .iter()
+            .find(|c| &c.option == option)
+            .and_then(|c| c.label.as_deref())
+    }
+
+    /// The words a person may type for a choice: its value, its label, and for a documented
+    /// option its Chinese words; all lower case.
+    fn words(c: &ReasonChoice) -> impl Iterator<Item = String> + '_ {
+        std::iter::once(c.option.key().to_lowercase())
+            .chain(c.label.iter().map(|l| l.to_lowercase()))
+            .chain(c.option.zh_words().iter().map(|w| (*w).to_owned()))
+    }
+
+    /// Reads an option word: a value or a label, case-insensitive.
+    pub fn parse(&self, word: &str) -> Option<ReasonOption> {
+        let lower = word.to_lowercase();
+        self.choices
+            .iter()
+            .find(|c| Self::words(c).any(|w| w == lower))
+            .map(|c| c.option.clone())
+    }
+
+    /// An option a mistyped word was probably meant to be (`repat` → `repeat`).
+    pub fn suggest(&self, word: &str) -> Option<ReasonOption> {
+        let lower = word.to_lowercase();
+        if lower.chars().count() < 3 {
+            return None;
+        }
+        self.choices
+            .iter()
+            .flat_map(|c| Self::words(c).map(move |w| (c, w)))
+            .map(|(c, w)| {
+                let len = w.chars().count();
+                (edit_distance(&lower, &w), len, c)
+            })
+            .filter(|(d, len, _)| *d <= 2 && *d < len / 2 + 1)
+            .min_by_key(|(d, _, _)| *d)
+            .map(|(_, _, c)| c.option.clone())
     }
 }
 
@@ -303,19 +401,19 @@ mod tests {
     fn options_by_key_and_chinese_label() {
         assert_eq!(
             Action::Abort.parse_option("REPEAT"),
-            Some(ReasonOption::Repeat)
+            Some(ReasonOption::REPEAT)
         );
         assert_eq!(
             Action::Abort.parse_option("重复"),
-            Some(ReasonOption::Repeat)
+            Some(ReasonOption::REPEAT)
         );
         assert_eq!(
             Action::Abort.parse_option("重复/合并"),
-            Some(ReasonOption::Repeat)
+            Some(ReasonOption::REPEAT)
         );
         assert_eq!(
             Action::Restore.parse_option("误操作回退"),
-            Some(ReasonOption::Rollback)
+            Some(ReasonOption::ROLLBACK)
         );
         assert_eq!(Action::Abort.parse_option("restart"), None);
         assert_eq!(Action::Restore.parse_option("cancel"), None);
@@ -325,18 +423,69 @@ mod tests {
     fn close_words_get_a_suggestion() {
         assert_eq!(
             Action::Abort.suggest_option("repat"),
-            Some(ReasonOption::Repeat)
+            Some(ReasonOption::REPEAT)
         );
         assert_eq!(
             Action::Abort.suggest_option("cancl"),
-            Some(ReasonOption::Cancel)
+            Some(ReasonOption::CANCEL)
         );
         assert_eq!(
             Action::Restore.suggest_option("rollbak"),
-            Some(ReasonOption::Rollback)
+            Some(ReasonOption::ROLLBACK)
         );
         assert_eq!(Action::Abort.suggest_option("because"), None);
         assert_eq!(Action::Abort.suggest_option("te"), None);
+    }
+
+    #[test]
+    fn a_space_menu_reads_value_or_label_and_suggests() {
+        let choice = |value: &str, label: &str| ReasonChoice {
+            option: ReasonOption::parse_key(value).expect("value"),
+            label: Some(label.to_owned()),
+        };
+        let menu = ReasonMenu::configured(
+            Action::Abort,
+            vec![
+                choice("budget_cut", "预算削减"),
+                choice("wontfix", "Won't Fix"),
+                choice("other", "其他"),
+            ],
+        );
+        let budget = ReasonOption::parse_key("budget_cut").expect("value");
+        assert_eq!(menu.parse("BUDGET_CUT"), Some(budget.clone()));
+        assert_eq!(menu.parse("预算削减"), Some(budget.clone()));
+        assert_eq!(
+            menu.parse("won't fix").map(|o| o.key().to_owned()),
+            Some("wontfix".into())
+        );
+        assert_eq!(
+            menu.parse("cancel"),
+            None,
+            "not one of this space's options"
+        );
+        assert_eq!(menu.suggest("budget_ct"), Some(budget.clone()));
+        assert_eq!(menu.label(&budget), Some("预算削减"));
+        assert!(menu.parse("其他").is_some_and(|o| o.needs_reason()));
+        assert_eq!(
+            ReasonMenu::configured(Action::Abort, Vec::new()),
+            ReasonMenu::defaults(Action::Abort)
+        );
+        let common = menu.intersect(&ReasonMenu::defaults(Action::Abort));
+        assert_eq!(common.choices.len(), 1, "only `other` is in both");
+    }
+
+    #[test]
+    fn option_values_from_outside_are_checked() {
+        assert_eq!(
+            ReasonOption::parse_key("repeat"),
+            Some(ReasonOption::REPEAT)
+        );
+        for bad in ["", "two words", "tab\t", &"x".repeat(101)] {
+            assert_eq!(ReasonOption::parse_key(bad), None, "{bad:?}");
+        }
+        assert!(Action::Abort.accepts(&ReasonOption::parse_key("budget_cut").expect("value")));
+        assert!(!Action::Abort.accepts(&ReasonOption::RESTART));
+        assert!(!Action::Restore.accepts(&ReasonOption::CANCEL));
     }
 
     #[test]

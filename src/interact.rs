@@ -212,16 +212,17 @@ impl Interact {
 /// The option and reason a Go click acts with: preset in the value (Retry, batch Confirm) or
 /// chosen on the card's form. Err is the toast that says what is missing.
 fn choose(value: &ButtonValue, click: &CardClick) -> Result<(ReasonOption, String), &'static str> {
-    let option = match value.option {
-        Some(o) => o,
+    let option = match &value.option {
+        Some(o) => o.clone(),
         None => {
             let picked = click.field("option").or(click.option.as_deref());
             let Some(picked) = picked.filter(|p| !p.is_empty()) else {
                 return Err("toast_pick_option");
             };
-            // The select offers only the action's options; anything else was not a choice.
+            // The select offers the action's options (a space's own abort options among them);
+            // anything else was not a choice. Feishu Project judges a space's values.
             ReasonOption::parse_key(picked)
-                .filter(|o| value.action.options().contains(o))
+                .filter(|o| value.action.accepts(o))
                 .ok_or("toast_pick_option")?
         }
     };
@@ -312,7 +313,7 @@ mod tests {
         let v = value(Action::Abort, None);
         assert_eq!(
             choose(&v, &click(json!({"option": "repeat", "reason": " dup "}))),
-            Ok((ReasonOption::Repeat, "dup".into()))
+            Ok((ReasonOption::REPEAT, "dup".into()))
         );
         assert_eq!(choose(&v, &click(json!({}))), Err("toast_pick_option"));
         assert_eq!(
@@ -326,11 +327,11 @@ mod tests {
         );
         let preset = ButtonValue {
             reason: Some("why".into()),
-            ..value(Action::Restore, Some(ReasonOption::Rollback))
+            ..value(Action::Restore, Some(ReasonOption::ROLLBACK))
         };
         assert_eq!(
             choose(&preset, &click(json!({"option": "restart"}))),
-            Ok((ReasonOption::Rollback, "why".into())),
+            Ok((ReasonOption::ROLLBACK, "why".into())),
             "a preset option is not overridden by the form"
         );
     }

@@ -9,11 +9,11 @@ use url::Url;
 use uuid::Uuid;
 
 use crate::clock::SharedClock;
-use crate::domain::{Action, ReasonOption, WorkItemRef};
+use crate::domain::{Action, ReasonMenu, ReasonOption, WorkItemRef};
 use crate::lark::client::LarkClient;
 use crate::lark::message::UserIds;
 use crate::metrics::Metrics;
-use crate::project::{ProjectClient, ProjectError, Space, WorkItem};
+use crate::project::{Freshness, ProjectClient, ProjectError, PutAnswer, Space, WorkItem};
 use crate::store::Store;
 
 /// Namespace of the bot's derived ids (X-IDEM-UUID, Lark `uuid`).
@@ -35,8 +35,10 @@ pub enum Outcome {
     /// No space: the chat is not bound and the ref names none.
     NoSpace,
     NotAUser,
-    /// Rate limited, overloaded or down, after retries.
+    /// Rate limited, overloaded or down, after retries; the PUT (if any) was refused.
     Busy(String),
+    /// The PUT was sent but no try of it got an answer: it may or may not have been applied.
+    Unanswered(String),
     /// An error the bot has no better words for.
     Unexpected(String),
 }
@@ -65,20 +67,21 @@ impl Outcome {
             Outcome::NoSpace => "no_space",
             Outcome::NotAUser => "not_a_user",
             Outcome::Busy(_) => "busy",
+            Outcome::Unanswered(_) => "unanswered",
             Outcome::Unexpected(_) => "unexpected",
         }
     }
 
     pub fn detail(&self) -> Option<&str> {
         match self {
-            Outcome::Busy(d) | Outcome::Unexpected(d) => Some(d),
+            Outcome::Busy(d) | Outcome::Unanswered(d) | Outcome::Unexpected(d) => Some(d),
             _ => None,
         }
     }
 
     /// Whether sending the same command again may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Outcome::Busy(_))
+        matches!(self, Outcome::Busy(_) | Outcome::Unanswered(_))
     }
 
     fn from_error(e: &ProjectError, stage: Stage) -> Outcome {
@@ -200,6 +203,11 @@ impl Found {
 pub struct ActReport {
     pub action: Action,
     pub option: ReasonOption,
+    /// The space's label of the option, when it configured its own (shown instead of the
+    /// documented option's words).
+    pub option_label: Option<String>,
+    /// The options of the opposite action in the items' space, for Undo / Abort again.
+    pub opposite_menu: Option<ReasonMenu>,
     pub reason: String,
     pub actor_open_id: Option<String>,
     pub items: Vec<ItemReport>,
@@ -294,14 +302,21 @@ impl Service {
 
     /// Runs an abort or restore on every ref, as the actor.
     pub async fn act(&self, req: &ActRequest) -> ActReport {
+        let user_key = self.user_key(&req.actor).await;
+        self.act_as(req, user_key).await
+    }
+
+    /// [`Self::act`] with the actor's user_key already looked up (or why there is none).
+    pub async fn act_as(&self, req: &ActRequest, user_key: Result<String, Outcome>) -> ActReport {
         let mut report = ActReport {
             action: req.action,
-            option: req.option,
+            option: req.option.clone(),
+            option_label: None,
+            opposite_menu: None,
             reason: req.reason.clone(),
             actor_open_id: req.actor.open_id.clone(),
             items: Vec::with_capacity(req.refs.len()),
         };
-        let user_key = self.user_key(&req.actor).await;
         let bound = self.binding(req.chat_id.as_deref()).await;
         for r in &req.refs {
             let item = match &user_key {
@@ -311,7 +326,85 @@ impl Service {
             self.metrics.outcome(req.action.key(), item.outcome.key());
             report.items.push(item);
         }
+        if let (Ok(user_key), Some(space)) = (
+            &user_key,
+            report.items.iter().find_map(|i| i.space.as_ref()),
+        ) {
+            report.option_label = self
+                .space_menu(req.action, space, user_key)
+                .await
+                .label(&req.option)
+                .map(str::to_owned);
+            report.opposite_menu = Some(
+                self.space_menu(req.action.opposite(), space, user_key)
+                    .await,
+            );
+        }
         report
+    }
+
+    /// The options of `action` in a space: its own 终止原因 options, or the documented ones.
+    async fn space_menu(&self, action: Action, space: &Space, user_key: &str) -> ReasonMenu {
+        if action == Action::Restore {
+            return ReasonMenu::defaults(action);
+        }
+        match self.project.abort_reasons(space, user_key).await {
+            Some(choices) => ReasonMenu::configured(action, choices.to_vec()),
+            None => ReasonMenu::defaults(action),
+        }
+    }
+
+    /// The options a command on `refs` offers and accepts: those of the refs' space (only the
+    /// common ones when they span several). A space that cannot be resolved adds nothing; its
+    /// refs get their own answer when the command runs.
+    pub async fn reason_menu(
+        &self,
+        action: Action,
+        refs: &[WorkItemRef],
+        chat_id: Option<&str>,
+        user_key: &Result<String, Outcome>,
+    ) -> ReasonMenu {
+        if action == Action::Restore {
+            return ReasonMenu::defaults(action);
+        }
+        let Ok(user_key) = user_key else {
+            return ReasonMenu::defaults(action);
+        };
+        let bound = self.binding(chat_id).await;
+        let mut keys: Vec<String> = Vec::new();
+        for r in refs {
+            if let Some(k) = self.space_key(r, bound.as_deref()).await
+                && !keys.contains(&k)
+            {
+                keys.push(k);
+            }
+        }
+        let mut menu: Option<ReasonMenu> = None;
+        for key in keys {
+            let Ok(Some(space)) = self.project.space(&key, user_key).await else {
+                continue;
+            };
+            let this = self.space_menu(action, &space, user_key).await;
+            menu = Some(match menu {
+                None => this,
+                Some(m) => m.intersect(&this),
+            });
+        }
+        // Spaces with nothing in common: each item's PUT is judged by its own space.
+        menu.filter(|m| !m.choices.is_empty())
+            .unwrap_or_else(|| ReasonMenu::defaults(action))
+    }
+
+    /// The action a picker offers for these items: the one asked for, unless every item found
+    /// already is in that state (a picker for aborted items offers Restore, and vice versa).
+    pub fn offered_action(action: Action, lookups: &[Result<Found, ItemReport>]) -> Action {
+        let mut found = lookups.iter().filter_map(|l| l.as_ref().ok()).peekable();
+        let target = action == Action::Abort;
+        if found.peek().is_some() && found.all(|f| f.item.is_aborted == Some(target)) {
+            action.opposite()
+        } else {
+            action
+        }
     }
 
     /// Looks up every ref as the actor, changing nothing: what a picker card shows.
@@ -319,14 +412,16 @@ impl Service {
         &self,
         refs: &[WorkItemRef],
         chat_id: Option<&str>,
-        actor: &UserIds,
+        user_key: &Result<String, Outcome>,
     ) -> Vec<Result<Found, ItemReport>> {
-        let user_key = self.user_key(actor).await;
         let bound = self.binding(chat_id).await;
         let mut out = Vec::with_capacity(refs.len());
         for r in refs {
-            out.push(match &user_key {
-                Ok(user_key) => self.locate(r, bound.as_deref(), user_key).await,
+            out.push(match user_key {
+                Ok(user_key) => {
+                    self.locate(r, bound.as_deref(), user_key, Freshness::Fresh)
+                        .await
+                }
                 Err(outcome) => Err(ItemReport::failed(r, None, None, outcome.clone())),
             });
         }
@@ -357,6 +452,7 @@ impl Service {
         r: &WorkItemRef,
         bound: Option<&str>,
         user_key: &str,
+        freshness: Freshness,
     ) -> Result<Found, ItemReport> {
         let Some(space_key) = self.space_key(r, bound).await else {
             return Err(ItemReport::failed(r, None, None, Outcome::NoSpace));
@@ -378,7 +474,7 @@ impl Service {
         };
         let item = match self
             .project
-            .find_item(&space, r.type_key.as_deref(), r.id, user_key)
+            .find_item(&space, r.type_key.as_deref(), r.id, user_key, freshness)
             .await
         {
             Ok(Some(item)) => item,
@@ -410,7 +506,8 @@ impl Service {
         bound: Option<&str>,
         user_key: &str,
     ) -> ItemReport {
-        let found = match self.locate(r, bound, user_key).await {
+        // The result card shows no state of its own: the PUT's answer says what happened.
+        let found = match self.locate(r, bound, user_key, Freshness::Remembered).await {
             Ok(found) => found,
             Err(report) => return report,
         };
@@ -445,37 +542,18 @@ impl Service {
                 return report;
             }
         };
-        let result = self
+        let answer = self
             .project
             .abort(
                 &item,
                 req.action,
-                req.option,
+                &req.option,
                 req.reason.trim(),
                 user_key,
                 &idem,
             )
             .await;
-        report.outcome = match result {
-            Ok(()) => Outcome::Done,
-            Err(e) => match (Outcome::from_error(&e, Stage::Item), req.action) {
-                // Our own earlier PUT landed before a crash or a lost answer.
-                (Outcome::AlreadyAborted, Action::Abort)
-                | (Outcome::AlreadyRestored, Action::Restore)
-                    if !first_try =>
-                {
-                    Outcome::Done
-                }
-                // 10430: the server already took a PUT with this very key, i.e. ours.
-                _ if !first_try && e.code() == Some(10430) => Outcome::Done,
-                (outcome, _) => outcome,
-            },
-        };
-        if report.outcome == Outcome::Done {
-            self.project
-                .remember_aborted(&item, req.action == Action::Abort)
-                .await;
-        }
+        report.outcome = put_outcome(&answer, req.action, first_try);
         report
     }
 
@@ -505,6 +583,28 @@ impl Service {
     }
 }
 
+/// What the PUT's answer means. A PUT whose answer was lost (an earlier try of this command,
+/// or of an earlier attempt at it after a crash or a redelivery, may have landed) is `done`
+/// when the server says the item is already in the target state (20007 / 20008) or that it
+/// already took a PUT with this very X-IDEM-UUID (10430, `protocol/feishu-project.md` §2.4).
+fn put_outcome(answer: &PutAnswer, action: Action, first_try: bool) -> Outcome {
+    let Err(e) = &answer.result else {
+        return Outcome::Done;
+    };
+    let ours_landed = !first_try || answer.unanswered;
+    match (Outcome::from_error(e, Stage::Item), action) {
+        (Outcome::AlreadyAborted, Action::Abort) | (Outcome::AlreadyRestored, Action::Restore)
+            if ours_landed =>
+        {
+            Outcome::Done
+        }
+        _ if ours_landed && e.code() == Some(10430) => Outcome::Done,
+        // Ours may have landed, and no try since said so: nobody can say whether it was applied.
+        (Outcome::Busy(detail), _) if ours_landed => Outcome::Unanswered(detail),
+        (outcome, _) => outcome,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -517,6 +617,59 @@ mod tests {
         assert_ne!(a, idem_uuid("om_1", "p", 2, Action::Abort));
         assert_ne!(a, idem_uuid("om_2", "p", 1, Action::Abort));
         assert!(reply_uuid("om_1").len() <= 50);
+    }
+
+    #[test]
+    fn a_put_whose_answer_was_lost_is_done() {
+        let api = |code| ProjectError::Api {
+            code,
+            msg: String::new(),
+            status: 400,
+        };
+        let answer = |result, unanswered| PutAnswer { result, unanswered };
+        // Inside one command's retries: an earlier try timed out.
+        for code in [10430, 20007] {
+            assert_eq!(
+                put_outcome(&answer(Err(api(code)), true), Action::Abort, true),
+                Outcome::Done,
+                "{code}"
+            );
+        }
+        // Across attempts (crash, redelivery): the PUT was recorded before.
+        for (code, action) in [
+            (10430, Action::Abort),
+            (20007, Action::Abort),
+            (20008, Action::Restore),
+        ] {
+            assert_eq!(
+                put_outcome(&answer(Err(api(code)), false), action, false),
+                Outcome::Done,
+                "{code}"
+            );
+        }
+        // A first, answered try: the item really was in that state already.
+        assert_eq!(
+            put_outcome(&answer(Err(api(20007)), false), Action::Abort, true),
+            Outcome::AlreadyAborted
+        );
+        assert_eq!(
+            put_outcome(&answer(Err(api(20008)), true), Action::Abort, true),
+            Outcome::AlreadyRestored,
+            "the opposite state is not ours"
+        );
+        // Never answered: neither done nor "nothing changed".
+        assert!(matches!(
+            put_outcome(
+                &answer(Err(ProjectError::Timeout), true),
+                Action::Abort,
+                true
+            ),
+            Outcome::Unanswered(_)
+        ));
+        assert!(matches!(
+            put_outcome(&answer(Err(api(10429)), false), Action::Abort, true),
+            Outcome::Busy(_)
+        ));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use url::Url;
 use crate::card_value::{CardStamp, Kind};
 use crate::cards::{self, Var, Vars, add_message, md_escape, set};
 use crate::command::ParseError;
-use crate::domain::{Action, ReasonOption, WorkItemRef, item_link};
+use crate::domain::{Action, ReasonMenu, ReasonOption, WorkItemRef, item_link};
 use crate::lark::card_action::Toast;
 use crate::service::{ActReport, BindResult, Found, ItemReport, Outcome};
 
@@ -27,9 +27,23 @@ fn base_vars(action: Action, actor_open_id: Option<&str>) -> Vars {
     vars
 }
 
-fn add_option(vars: &mut Vars, option: ReasonOption) {
-    set(vars, "option_key", option.key());
-    add_message(vars, &format!("option_{}", option.key()), "option_");
+/// The option's words: the space's label for an option it configured, else the documented
+/// option's words (or its bare value).
+fn add_option(vars: &mut Vars, option: &ReasonOption, label: Option<&str>) {
+    set(vars, "option_key", md_escape(option.key()));
+    match label {
+        Some(label) if !option.is_documented() => {
+            set(vars, "option_label_zh", md_escape(label));
+            set(vars, "option_label_en", md_escape(label));
+        }
+        _ if option.is_documented() => {
+            add_message(vars, &format!("option_{}", option.key()), "option_");
+        }
+        _ => {
+            set(vars, "option_label_zh", md_escape(option.key()));
+            set(vars, "option_label_en", md_escape(option.key()));
+        }
+    }
 }
 
 /// Variables that describe one item's result.
@@ -86,7 +100,7 @@ fn item_vars(vars: &mut Vars, item: &ItemReport, web_url: &Url) {
 /// asking for its option in place); items that failed for a passing reason get Retry.
 pub fn act_report(report: &ActReport, web_url: &Url, stamp: &CardStamp<'_>) -> Value {
     let mut vars = base_vars(report.action, report.actor_open_id.as_deref());
-    add_option(&mut vars, report.option);
+    add_option(&mut vars, &report.option, report.option_label.as_deref());
     let reason = if report.reason.trim().is_empty() {
         "—".to_owned()
     } else {
@@ -153,11 +167,14 @@ pub fn help(problem: Option<&ParseError>) -> Value {
 /// What a picker card offers, and to whom.
 #[derive(Debug, Clone, Copy)]
 pub struct Picker<'a> {
+    /// The action offered (see `Service::offered_action`).
     pub action: Action,
+    /// The options of the items' space for that action.
+    pub menu: &'a ReasonMenu,
     /// Each ref as the sender's lookup found it (or why not).
     pub lookups: &'a [Result<Found, ItemReport>],
     /// The mistyped word and the option it was probably meant to be (preselected).
-    pub did_you_mean: Option<(&'a str, ReasonOption)>,
+    pub did_you_mean: Option<(&'a str, &'a ReasonOption)>,
     /// Text after the refs, prefilled as the reason.
     pub reason: &'a str,
     pub actor_open_id: Option<&'a str>,
@@ -168,6 +185,7 @@ pub struct Picker<'a> {
 pub fn picker(p: &Picker<'_>, web_url: &Url, stamp: &CardStamp<'_>) -> Value {
     let Picker {
         action,
+        menu,
         lookups,
         did_you_mean,
         reason,
@@ -233,7 +251,7 @@ pub fn picker(p: &Picker<'_>, web_url: &Url, stamp: &CardStamp<'_>) -> Value {
         let cancel = stamp.value(Kind::Cancel, action, None, None, found);
         add_form(
             &mut vars,
-            action,
+            menu,
             did_you_mean.map(|(_, o)| o),
             reason.trim(),
             go,
@@ -249,6 +267,8 @@ pub fn picker(p: &Picker<'_>, web_url: &Url, stamp: &CardStamp<'_>) -> Value {
 pub struct BatchRequest<'a> {
     pub action: Action,
     pub option: ReasonOption,
+    /// The space's label of the option, when it configured its own.
+    pub option_label: Option<&'a str>,
     pub reason: &'a str,
     /// With the space each will use already filled in.
     pub refs: &'a [WorkItemRef],
@@ -259,7 +279,7 @@ pub struct BatchRequest<'a> {
 
 pub fn confirm_batch(req: &BatchRequest<'_>, stamp: &CardStamp<'_>) -> Value {
     let mut vars = base_vars(req.action, req.actor_open_id);
-    add_option(&mut vars, req.option);
+    add_option(&mut vars, &req.option, req.option_label);
     let reason = req.reason.trim();
     if !reason.is_empty() {
         set(&mut vars, "reason", md_escape(reason));
@@ -275,7 +295,7 @@ pub fn confirm_batch(req: &BatchRequest<'_>, stamp: &CardStamp<'_>) -> Value {
     let go = stamp.value(
         Kind::Go,
         req.action,
-        Some(req.option),
+        Some(req.option.clone()),
         Some(reason),
         req.refs.to_vec(),
     );
@@ -388,23 +408,32 @@ fn add_button_words(vars: &mut Vars, action: Action, words: &str) {
     add_message(vars, words, "form_");
 }
 
-/// The variables of the shared action form (`cards/parts/action_form.json`).
+/// The variables of the shared action form (`cards/parts/action_form.json`): the menu's
+/// options, label shown and value sent.
 fn add_form(
     vars: &mut Vars,
-    action: Action,
-    initial: Option<ReasonOption>,
+    menu: &ReasonMenu,
+    initial: Option<&ReasonOption>,
     reason: &str,
     go: Value,
     cancel: Option<Value>,
     words: &str,
 ) {
-    let options = action
-        .options()
+    let action = menu.action;
+    let options = menu
+        .choices
         .iter()
-        .map(|o| {
+        .map(|c| {
             let mut row = Vars::new();
-            set(&mut row, "opt_key", o.key());
-            add_message(&mut row, &format!("option_{}", o.key()), "opt_");
+            set(&mut row, "opt_key", c.option.key());
+            match &c.label {
+                // Plain text in a select option: no escaping.
+                Some(label) => {
+                    set(&mut row, "opt_label_zh", label.as_str());
+                    set(&mut row, "opt_label_en", label.as_str());
+                }
+                None => add_message(&mut row, &format!("option_{}", c.option.key()), "opt_"),
+            }
             row
         })
         .collect();
@@ -412,7 +441,10 @@ fn add_form(
     set(
         vars,
         "form_initial",
-        initial.map(ReasonOption::key).unwrap_or_default(),
+        initial
+            .map(ReasonOption::key)
+            .unwrap_or_default()
+            .to_owned(),
     );
     // An input's default value is plain text, not markdown: no escaping.
     set(vars, "form_reason", reason);
@@ -438,7 +470,12 @@ fn add_result_controls(vars: &mut Vars, report: &ActReport, stamp: &CardStamp<'_
             Action::Restore => "form_undo",
             Action::Abort => "form_abort_again",
         };
-        add_form(vars, opposite, None, "", go, None, words);
+        // The opposite's options: restore's are fixed; an abort again offers the space's.
+        let menu = match &report.opposite_menu {
+            Some(m) if m.action == opposite => m.clone(),
+            _ => ReasonMenu::defaults(opposite),
+        };
+        add_form(vars, &menu, None, "", go, None, words);
     }
     let retry: Vec<WorkItemRef> = report
         .items
@@ -450,7 +487,7 @@ fn add_result_controls(vars: &mut Vars, report: &ActReport, stamp: &CardStamp<'_
         let value = stamp.value(
             Kind::Go,
             report.action,
-            Some(report.option),
+            Some(report.option.clone()),
             Some(report.reason.trim()),
             retry,
         );

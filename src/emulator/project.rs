@@ -1,9 +1,9 @@
 //! An emulated Feishu Project OpenAPI with a seeded space, strict about tokens and headers,
 //! answering with the documented error codes.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -32,6 +32,9 @@ pub struct Space {
     pub types: Vec<ItemType>,
     /// user_keys that may act in the space.
     pub members: Vec<String>,
+    /// The options of the space's 终止原因 field as (value, label); None: `field/all` has no
+    /// such field (the bot then offers the documented four).
+    pub abort_reasons: Option<Vec<(String, String)>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -39,6 +42,8 @@ pub struct ItemType {
     pub type_key: String,
     pub api_name: String,
     pub name: String,
+    /// Switched off in the space: `is_disable` 1 in all-types, 20044 on a query.
+    pub disabled: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -59,7 +64,7 @@ pub struct Item {
 }
 
 /// Which endpoint a scripted fault applies to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum Endpoint {
     Token,
     UserQuery,
@@ -67,6 +72,7 @@ pub enum Endpoint {
     AllTypes,
     Query,
     Abort,
+    FieldAll,
 }
 
 /// What a scripted fault does to the next matching request.
@@ -74,7 +80,8 @@ pub enum Endpoint {
 pub enum Fault {
     /// Answer with this status and err_code.
     Error { status: u16, code: i64, msg: String },
-    /// Take the request (apply it if `apply`) and never answer, like a crash mid-call.
+    /// Take the request (apply it if `apply`) and never answer, like a crash mid-call or an
+    /// answer lost past the client's timeout.
     Hang { apply: bool },
     /// Answer after this delay.
     Delay(Duration),
@@ -96,8 +103,13 @@ pub struct ProjectState {
     /// Every call waits this long (the sandbox switch).
     pub slow: Option<Duration>,
     pub requests: Vec<Recorded>,
-    idem: HashSet<(String, String)>,
+    /// (X-PLUGIN-TOKEN, endpoint, X-IDEM-UUID) → when first taken (§2.4).
+    idem: HashMap<(String, Endpoint, String), Instant>,
 }
+
+/// How long an X-IDEM-UUID is remembered. The real window is unconfirmed
+/// (`protocol/feishu-project.md` §2.4, §10 #1); an hour is the emulator's assumption.
+const IDEM_WINDOW: Duration = Duration::from_secs(3600);
 
 /// Handle to the emulator; clone it freely.
 #[derive(Clone)]
@@ -120,7 +132,7 @@ impl ProjectEmulator {
                 rate_limited: false,
                 slow: None,
                 requests: Vec::new(),
-                idem: HashSet::new(),
+                idem: HashMap::new(),
             })),
         }
     }
@@ -161,6 +173,58 @@ impl ProjectEmulator {
         self.state().items.get(&id).cloned()
     }
 
+    /// Adds the space `ops` (Alice is a member), whose 终止原因 field has options of its own, and
+    /// its item 41001 (a story).
+    pub fn seed_space_with_own_abort_reasons(&self) {
+        let mut s = self.state();
+        let project_key = "6f1e2d3c4b5a697887766554";
+        let alice = s
+            .users
+            .first()
+            .map(|u| u.user_key.clone())
+            .unwrap_or_default();
+        s.spaces.push(Space {
+            project_key: project_key.into(),
+            simple_name: "ops".into(),
+            name: "Operations".into(),
+            types: vec![ItemType {
+                type_key: "story".into(),
+                api_name: "story".into(),
+                name: "需求".into(),
+                disabled: false,
+            }],
+            members: vec![alice],
+            abort_reasons: Some(vec![
+                ("budget_cut".into(), "预算削减".into()),
+                ("won_t_fix".into(), "Won't fix".into()),
+                ("other".into(), "其他".into()),
+            ]),
+        });
+        s.items.insert(
+            41001,
+            Item {
+                id: 41001,
+                project_key: project_key.into(),
+                type_key: "story".into(),
+                name: "Migrate the on-call rota".into(),
+                pattern: "Node".into(),
+                aborted: false,
+                reason: String::new(),
+                reason_option: String::new(),
+                intercepted: false,
+                changed_by: String::new(),
+            },
+        );
+    }
+
+    /// Changes an item's state directly, as someone using Feishu Project itself would.
+    pub fn set_aborted(&self, id: u64, aborted: bool) {
+        if let Some(item) = self.state().items.get_mut(&id) {
+            item.aborted = aborted;
+            item.changed_by = String::new();
+        }
+    }
+
     /// A space with the usual types (story, issue; `ticket` uses a state flow), three users,
     /// and a dozen items in various states.
     pub fn seed_demo(&self) {
@@ -199,18 +263,25 @@ impl ProjectEmulator {
             type_key: k.into(),
             api_name: a.into(),
             name: n.into(),
+            disabled: false,
         };
         s.spaces = vec![Space {
             project_key: project_key.into(),
             simple_name: "doc".into(),
             name: "Docs Team".into(),
             types: vec![
+                // Switched off: a bare-id search must not try it.
+                ItemType {
+                    disabled: true,
+                    ..t("epic", "epic", "史诗")
+                },
                 t("story", "story", "需求"),
                 t("issue", "issue", "缺陷"),
                 t("ticket", "ticket", "工单"),
             ],
             // Carol is not a member: her calls get 10001.
             members: vec![users[0].0.into(), users[1].0.into()],
+            abort_reasons: None,
         }];
         let items = [
             (
@@ -302,6 +373,64 @@ impl ProjectEmulator {
     }
 }
 
+/// `POST /open_api/:project_key/field/all` (§11.1): a few system fields, and the 终止原因 field
+/// when the space has one. Its key is unconfirmed (§11.2): here it has a generated key and is
+/// known only by its name, the hardest case for a client.
+fn field_all(space: &Space, type_key: Option<&str>) -> Response {
+    let scopes: Vec<&str> = match type_key {
+        None => space.types.iter().map(|t| t.type_key.as_str()).collect(),
+        Some(k) => match space
+            .types
+            .iter()
+            .find(|t| t.type_key == k || t.api_name == k)
+        {
+            Some(t) => vec![t.type_key.as_str()],
+            None => return envelope(404, 30001, "Data Not Found", Value::Null),
+        },
+    };
+    let field =
+        |key: &str, alias: &str, name: &str, type_key: &str, custom: bool, options: Value| {
+            json!({"field_key": key, "field_alias": alias, "field_name": name,
+               "field_type_key": type_key, "is_custom_field": custom, "is_obsoleted": false,
+               "work_item_scopes": scopes, "value_generate_mode": "Default", "relation_id": "",
+               "options": options})
+        };
+    let mut fields = vec![
+        field("name", "name", "名称", "text", false, json!([])),
+        field("owner", "owner", "创建者", "user", false, json!([])),
+        field(
+            "priority",
+            "priority",
+            "优先级",
+            "select",
+            false,
+            json!([
+                {"label": "P0", "value": "0", "order": 1, "color": "#F54A45", "is_visibility": 1, "is_disabled": 2},
+                {"label": "P1", "value": "1", "order": 2, "color": "#FF8800", "is_visibility": 1, "is_disabled": 2},
+            ]),
+        ),
+    ];
+    if let Some(reasons) = &space.abort_reasons {
+        let options: Vec<Value> = reasons
+            .iter()
+            .enumerate()
+            .map(|(n, (value, label))| {
+                json!({"label": label, "value": value, "order": n + 1, "color": "",
+                       "is_visibility": 1, "is_disabled": 2, "work_item_type_key": ""})
+            })
+            .collect();
+        fields.push(field(
+            "field_5a7c1e",
+            "",
+            "终止原因",
+            "select",
+            false,
+            Value::Array(options),
+        ));
+    }
+    ok(Value::Array(fields))
+}
+
 fn envelope(status: u16, code: i64, msg: &str, data: Value) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let err = if code == 0 {
@@ -340,6 +469,7 @@ fn endpoint_of(method: &Method, segments: &[&str]) -> Option<Endpoint> {
         ("GET", ["open_api", _, "work_item", "all-types"]) => Some(Endpoint::AllTypes),
         ("POST", ["open_api", _, "work_item", _, "query"]) => Some(Endpoint::Query),
         ("PUT", ["open_api", _, "work_item", _, _, "abort"]) => Some(Endpoint::Abort),
+        ("POST", ["open_api", _, "field", "all"]) => Some(Endpoint::FieldAll),
         _ => None,
     }
 }
@@ -464,10 +594,23 @@ impl ProjectEmulator {
         if endpoint == Endpoint::ProjectDetail {
             let keys = strings(&json_body, "project_keys");
             let simple = strings(&json_body, "simple_names");
-            let found: serde_json::Map<String, Value> = s
+            let asked: Vec<&Space> = s
                 .spaces
                 .iter()
                 .filter(|sp| keys.contains(&sp.project_key) || simple.contains(&sp.simple_name))
+                .collect();
+            // A space the user is not a member of is not shown to them; asked only for such
+            // spaces, the answer is 10404 No Project Permission (§7.3).
+            let visible: Vec<&Space> = asked
+                .iter()
+                .copied()
+                .filter(|sp| sp.members.contains(&user_key))
+                .collect();
+            if visible.is_empty() && !asked.is_empty() {
+                return envelope(403, 10404, "No Project Permission", Value::Null);
+            }
+            let found: serde_json::Map<String, Value> = visible
+                .into_iter()
                 .map(|sp| {
                     (
                         sp.project_key.clone(),
@@ -499,10 +642,15 @@ impl ProjectEmulator {
                 if !member {
                     return envelope(403, 10404, "No Project Permission", Value::Null);
                 }
+                // is_disable: 1 = disabled, 2 = enabled (the community reading, §4).
                 let types: Vec<Value> = space
                     .types
                     .iter()
-                    .map(|t| json!({"type_key": t.type_key, "name": t.name, "api_name": t.api_name, "is_disable": 2}))
+                    .map(|t| {
+                        json!({"type_key": t.type_key, "name": t.name, "api_name": t.api_name,
+                                    "is_disable": if t.disabled { 1 } else { 2 },
+                                    "enable_model_resource_lib": false})
+                    })
                     .collect();
                 ok(Value::Array(types))
             }
@@ -513,6 +661,9 @@ impl ProjectEmulator {
                 let Some(ty) = type_of(segments.get(3).copied().unwrap_or_default()) else {
                     return envelope(400, 20003, "Wrong WorkItemType Param", Value::Null);
                 };
+                if ty.disabled {
+                    return envelope(400, 20044, "WorkItem Type Is Disabled", Value::Null);
+                }
                 let ids: Vec<u64> = json_body
                     .get("work_item_ids")
                     .and_then(Value::as_array)
@@ -541,11 +692,16 @@ impl ProjectEmulator {
                 ok(Value::Array(found))
             }
             Endpoint::Abort => {
-                let idem = header("x-idem-uuid").map(str::to_owned);
-                if let Some(idem) = &idem
-                    && !s.idem.insert((token.clone(), idem.clone()))
-                {
-                    return envelope(429, 10430, "API Request Idempotent Limit", Value::Null);
+                // Idempotency is judged per (X-PLUGIN-TOKEN, endpoint) (§2.4): a repeat of a
+                // key inside the window is refused with 10430 and changes nothing.
+                if let Some(idem) = header("x-idem-uuid") {
+                    let now = Instant::now();
+                    s.idem.retain(|_, at| now.duration_since(*at) < IDEM_WINDOW);
+                    let key = (token.clone(), endpoint, idem.to_owned());
+                    if s.idem.contains_key(&key) {
+                        return envelope(429, 10430, "API Request Idempotent Limit", Value::Null);
+                    }
+                    s.idem.insert(key, now);
                 }
                 let ty = type_of(segments.get(3).copied().unwrap_or_default());
                 let id: Option<u64> = segments.get(4).and_then(|i| i.parse().ok());
@@ -562,10 +718,20 @@ impl ProjectEmulator {
                     .and_then(Value::as_str)
                     .unwrap_or_default()
                     .to_owned();
-                let allowed: &[&str] = if is_aborted {
+                // Abort options are the space's 终止原因 options (the defaults unless it has its
+                // own); restore options are fixed (seed page; §11.2).
+                let configured: Vec<&str> = space
+                    .abort_reasons
+                    .iter()
+                    .flatten()
+                    .map(|(value, _)| value.as_str())
+                    .collect();
+                let allowed: &[&str] = if !is_aborted {
+                    &["restart", "rollback", "test", "other"]
+                } else if configured.is_empty() {
                     &["cancel", "repeat", "test", "other"]
                 } else {
-                    &["restart", "rollback", "test", "other"]
+                    &configured
                 };
                 let item = match (ty, id) {
                     (Some(ty), Some(id)) => s
@@ -621,6 +787,15 @@ impl ProjectEmulator {
                     i.changed_by = user_key;
                 }
                 ok(json!({}))
+            }
+            Endpoint::FieldAll => {
+                if !member {
+                    return envelope(403, 10404, "No Project Permission", Value::Null);
+                }
+                field_all(
+                    &space,
+                    json_body.get("work_item_type_key").and_then(Value::as_str),
+                )
             }
             Endpoint::Token | Endpoint::UserQuery | Endpoint::ProjectDetail => {
                 envelope(404, 404, "Not Found", Value::Null)

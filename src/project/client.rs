@@ -4,12 +4,15 @@
 //! expires and refetched once when the server calls it invalid (10022, 10211). Calls that act
 //! or read on behalf of someone carry that person's `X-USER-KEY`. Rate limits (10429),
 //! overload (50006), 5xx and timeouts are retried with jittered backoff; business errors never
-//! are. Lookups that do not change (user keys, spaces, type lists, an item's type) are cached.
+//! are. Only what does not depend on who asks is shared between people (user keys, a space's
+//! type list and abort options, an item's type); what does (a space's existence, an item's
+//! details) is cached per user_key, and an item's state is never cached at all.
 //! Requests are paced per endpoint template so the bot itself stays under the documented
 //! 15 QPS per token per endpoint, rather than relying on 10429 retries.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use backon::Retryable;
@@ -21,19 +24,48 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use url::Url;
 
-use super::model::{Space, WorkItem, WorkItemType};
+use super::model::{SimpleField, Space, WorkItem, WorkItemType};
 use crate::clock::SharedClock;
-use crate::domain::{Action, ReasonOption};
+use crate::domain::{Action, ReasonChoice, ReasonOption};
 use crate::metrics::{Metrics, UpstreamCall};
 use crate::retry::RetryPolicy;
 use crate::token::TokenCache;
 
 /// Codes that mean "the plugin token is no good": drop it and try once with a new one.
 const TOKEN_INVALID: &[i64] = &[10021, 10022, 10211];
+/// The transport error of a connection that was never made.
+const CONNECT_FAILED: &str = "connection failed";
 /// Codes a retry can fix.
 const RETRYABLE: &[i64] = &[10429, 50006];
 /// Feishu Project allows 15 requests per second per token per endpoint (10429 beyond).
 pub const ENDPOINT_QPS: NonZeroU32 = NonZeroU32::new(15).unwrap();
+/// A space's abort options are read again after this (contract: at most 10 min).
+const ABORT_REASONS_TTL: Duration = Duration::from_secs(600);
+/// An item's name and type as a person read them, for a command that names its option.
+const ITEM_DETAILS_TTL: Duration = Duration::from_secs(600);
+/// Codes of a type query that mean "not in this type" (§6.1; 20044: the type is disabled, §7.3).
+const NOT_IN_TYPE: &[i64] = &[30005, 20014, 30014, 20003, 20044];
+/// Codes that are about the person or the space, not one type: no other type will answer
+/// differently, so the search stops (§7.3).
+const ABOUT_THE_PERSON: &[i64] = &[10001, 10404, 10301, 10302, 20039, 20042, 10023, 30006];
+
+/// How fresh an item lookup must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// What this person read lately is good enough: the card will show no state of its own
+    /// (a command that names its option: the PUT's answer says what happened).
+    Remembered,
+    /// Read now, as this person: the card shows the item's current state.
+    Fresh,
+}
+
+/// The answer to the abort PUT, and whether some try of it went unanswered (timeout, dropped
+/// connection, 5xx): then the server may have applied it, whatever a later try says.
+#[derive(Debug)]
+pub struct PutAnswer {
+    pub result: Result<(), ProjectError>,
+    pub unanswered: bool,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProjectError {
@@ -64,6 +96,16 @@ impl ProjectError {
         }
     }
 
+    /// No answer that says what the server did: it may have applied the request.
+    pub fn may_have_landed(&self) -> bool {
+        match self {
+            ProjectError::Timeout => true,
+            // A refused connection never reached the server.
+            ProjectError::Transport(what) => what != CONNECT_FAILED,
+            ProjectError::Api { status, .. } | ProjectError::Malformed { status } => *status >= 500,
+        }
+    }
+
     fn from_reqwest(e: &reqwest::Error) -> Self {
         if e.is_timeout() {
             ProjectError::Timeout
@@ -71,7 +113,7 @@ impl ProjectError {
             // The URL may carry ids but never a secret; still, keep only the kind of failure.
             ProjectError::Transport(
                 if e.is_connect() {
-                    "connection failed"
+                    CONNECT_FAILED
                 } else {
                     "request failed"
                 }
@@ -102,12 +144,18 @@ pub struct ProjectClient {
     metrics: Arc<Metrics>,
     /// `union:<id>` / `email:<addr>` → user_key.
     user_keys: Cache<String, String>,
-    /// project_key or simple_name → space.
-    spaces: Cache<String, Space>,
+    /// (user_key, project_key or simple_name) → the space as that person sees it.
+    spaces: Cache<(String, String), Space>,
     /// project_key → its work item types.
     types: Cache<String, Arc<Vec<WorkItemType>>>,
-    /// (project_key, id) → the item; its type never changes.
-    items: Cache<(String, u64), WorkItem>,
+    /// (project_key, id) → the item's type_key, which never changes.
+    item_types: Cache<(String, u64), String>,
+    /// (user_key, project_key, id) → the item as that person read it, without its state.
+    items: Cache<(String, String, u64), WorkItem>,
+    /// project_key → the options of its 终止原因 field (empty: the space has none readable).
+    abort_reasons: Cache<String, Arc<Vec<ReasonChoice>>>,
+    /// project_keys whose fallback to the default options was logged in this period.
+    fallback_logged: Cache<String, ()>,
     /// Paces requests per endpoint template (all calls share one plugin token).
     limiter: DefaultKeyedRateLimiter<&'static str>,
 }
@@ -170,9 +218,21 @@ impl ProjectClient {
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(600))
                 .build(),
-            items: Cache::builder()
+            item_types: Cache::builder()
                 .max_capacity(200_000)
                 .time_to_live(day)
+                .build(),
+            items: Cache::builder()
+                .max_capacity(200_000)
+                .time_to_live(ITEM_DETAILS_TTL)
+                .build(),
+            abort_reasons: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(ABORT_REASONS_TTL)
+                .build(),
+            fallback_logged: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(ABORT_REASONS_TTL)
                 .build(),
             limiter: DefaultKeyedRateLimiter::keyed(endpoint_quota(ENDPOINT_QPS)),
         })
@@ -307,16 +367,30 @@ impl ProjectClient {
 
     /// One logical call: token, one refetch on an invalid token, retries with backoff.
     async fn call(&self, call: Call<'_>) -> Result<Value, ProjectError> {
+        self.call_noting(call, &AtomicBool::new(false)).await
+    }
+
+    /// [`Self::call`], setting `unanswered` when a try may have reached the server without
+    /// its answer reaching us.
+    async fn call_noting(
+        &self,
+        call: Call<'_>,
+        unanswered: &AtomicBool,
+    ) -> Result<Value, ProjectError> {
         let attempt = || async {
             let token = self.plugin_token().await?;
-            match self.send_once(&token, &call).await {
+            let result = match self.send_once(&token, &call).await {
                 Err(e) if e.code().is_some_and(|c| TOKEN_INVALID.contains(&c)) => {
                     self.token.invalidate(&token).await;
                     let token = self.plugin_token().await?;
                     self.send_once(&token, &call).await
                 }
                 other => other,
+            };
+            if result.as_ref().is_err_and(ProjectError::may_have_landed) {
+                unanswered.store(true, Ordering::Relaxed);
             }
+            result
         };
         attempt
             .retry(self.retry.backoff())
@@ -376,9 +450,14 @@ impl ProjectClient {
         Ok(found)
     }
 
-    /// A space by project_key or simple_name; None if no such space is visible.
+    /// A space by project_key or simple_name, as `user_key` sees it; None if no such space is
+    /// visible. Cached per person: whether a space can be seen depends on who asks.
     pub async fn space(&self, key: &str, user_key: &str) -> Result<Option<Space>, ProjectError> {
-        if let Some(s) = self.spaces.get(key).await {
+        if let Some(s) = self
+            .spaces
+            .get(&(user_key.to_owned(), key.to_owned()))
+            .await
+        {
             return Ok(Some(s));
         }
         let list = if looks_like_project_key(key) {
@@ -411,11 +490,101 @@ impl ProjectClient {
             // Remember it under every name it can be asked for by.
             for name in [key, &space.project_key, &space.simple_name] {
                 if !name.is_empty() {
-                    self.spaces.insert(name.to_owned(), space.clone()).await;
+                    self.spaces
+                        .insert((user_key.to_owned(), name.to_owned()), space.clone())
+                        .await;
                 }
             }
         }
         Ok(found)
+    }
+
+    /// The options of a space's 终止原因 field (`protocol/feishu-project.md` §11), label shown
+    /// and value sent; None when the field cannot be read or has no options, and the four
+    /// documented defaults apply. The field's key is unconfirmed (§11.2), so it is found by
+    /// [`SimpleField::is_abort_reason`]. The answer is cached per space for 10 min, the
+    /// fallback too unless the read failed for this person's sake (not a member: it may work
+    /// for the next one); the fallback is logged once per space per period.
+    pub async fn abort_reasons(
+        &self,
+        space: &Space,
+        user_key: &str,
+    ) -> Option<Arc<Vec<ReasonChoice>>> {
+        let project_key = &space.project_key;
+        let read = match self.abort_reasons.get(project_key).await {
+            Some(choices) => Ok(choices),
+            None => {
+                let read = self.read_abort_reasons(project_key, user_key).await;
+                // The fallback is kept for the period too (no read on every command while the
+                // plugin cannot see the field), unless the failure is about this person.
+                let about_the_person = read
+                    .as_ref()
+                    .err()
+                    .and_then(ProjectError::code)
+                    .is_some_and(|c| c != 10001 && ABOUT_THE_PERSON.contains(&c));
+                if !about_the_person {
+                    let kept = read.as_ref().cloned().unwrap_or_default();
+                    self.abort_reasons.insert(project_key.clone(), kept).await;
+                }
+                read
+            }
+        };
+        let why = match read {
+            Ok(choices) if !choices.is_empty() => return Some(choices),
+            Ok(_) => "the space has no 终止原因 field with options".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        if self.fallback_logged.get(project_key).await.is_none() {
+            self.fallback_logged.insert(project_key.clone(), ()).await;
+            tracing::warn!(project_key = %project_key, reason = %why,
+                "offering the default abort options: cancel, repeat, test, other");
+        }
+        None
+    }
+
+    async fn read_abort_reasons(
+        &self,
+        project_key: &str,
+        user_key: &str,
+    ) -> Result<Arc<Vec<ReasonChoice>>, ProjectError> {
+        let data = self
+            .call(Call {
+                method: Method::POST,
+                endpoint: "/open_api/:project_key/field/all",
+                path: format!("/open_api/{project_key}/field/all"),
+                // No work_item_type_key: every field of the space (§11.1).
+                body: Some(json!({})),
+                user_key: Some(user_key),
+                idem: None,
+            })
+            .await?;
+        let fields: Vec<SimpleField> = data
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|f| serde_json::from_value(f.clone()).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let Some(field) = fields.into_iter().find(SimpleField::is_abort_reason) else {
+            return Ok(Arc::new(Vec::new()));
+        };
+        let mut options = field.options;
+        options.sort_by_key(|o| o.order);
+        let choices = options
+            .into_iter()
+            // 1/2 of is_disabled is unconfirmed (§11.1): only 1 is taken as "disabled".
+            .filter(|o| o.is_disabled != 1)
+            .filter_map(|o| {
+                let option = ReasonOption::parse_key(o.value.trim())?;
+                let label = o.label.trim();
+                Some(ReasonChoice {
+                    option,
+                    label: (!label.is_empty()).then(|| label.to_owned()),
+                })
+            })
+            .collect();
+        Ok(Arc::new(choices))
     }
 
     /// The work item types of a space (cached for a while; types are rarely added).
@@ -445,7 +614,7 @@ impl ProjectClient {
         Ok(types)
     }
 
-    /// One item by type and id; None when this type has no such id.
+    /// One item by type and id, read now as `user_key`; None when this type has no such id.
     async fn query_item(
         &self,
         project_key: &str,
@@ -468,49 +637,79 @@ impl ProjectClient {
                 .as_array()
                 .and_then(|items| items.iter().find_map(WorkItem::from_value))
                 .filter(|item| item.id == id)),
-            Err(e) if matches!(e.code(), Some(30005 | 20014 | 30014 | 20003)) => Ok(None),
+            Err(e) if e.code().is_some_and(|c| NOT_IN_TYPE.contains(&c)) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    /// Finds an item: by the given type, by its remembered type, or by trying each type of
-    /// the space. None when no type has it.
+    /// Tries each enabled type of the space. A type that fails for a reason of its own does
+    /// not end the search; if no type has the item and some failed, the first failure is the
+    /// answer (the item may be in the type that could not be read, so "not found" would be
+    /// a guess).
+    async fn search_types(
+        &self,
+        space: &Space,
+        id: u64,
+        user_key: &str,
+    ) -> Result<Option<WorkItem>, ProjectError> {
+        let types = self.work_item_types(&space.project_key, user_key).await?;
+        let mut failed = None;
+        // `is_disable` 1 = disabled is the community reading, unconfirmed (§4, §10 #5): only
+        // 1 is skipped, any other value is tried.
+        for t in types.iter().filter(|t| t.is_disable != 1) {
+            match self
+                .query_item(&space.project_key, &t.type_key, id, user_key)
+                .await
+            {
+                Ok(Some(item)) => return Ok(Some(item)),
+                Ok(None) => {}
+                Err(e) if e.code().is_some_and(|c| ABOUT_THE_PERSON.contains(&c)) => {
+                    return Err(e);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, project_key = %space.project_key,
+                        type_key = %t.type_key, id, "one type could not be searched; trying the others");
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(None),
+        }
+    }
+
+    /// Finds an item as `user_key`: by the given type, by its remembered type, or by trying
+    /// each type of the space. None when no type has it. With [`Freshness::Remembered`] what
+    /// this person read lately is used as is (without its state).
     pub async fn find_item(
         &self,
         space: &Space,
         type_hint: Option<&str>,
         id: u64,
         user_key: &str,
+        freshness: Freshness,
     ) -> Result<Option<WorkItem>, ProjectError> {
-        let cache_key = (space.project_key.clone(), id);
-        if let Some(item) = self.items.get(&cache_key).await {
-            let matches_hint = type_hint.is_none_or(|t| t == item.work_item_type_key);
-            if matches_hint {
-                return Ok(Some(item));
-            }
+        let details_key = (user_key.to_owned(), space.project_key.clone(), id);
+        if freshness == Freshness::Remembered
+            && let Some(item) = self.items.get(&details_key).await
+            && type_hint.is_none_or(|t| t == item.work_item_type_key)
+        {
+            return Ok(Some(item));
         }
-        let found = match type_hint {
+        let type_key = match type_hint {
+            Some(t) => Some(t.to_owned()),
+            None => self.item_types.get(&(space.project_key.clone(), id)).await,
+        };
+        let found = match &type_key {
             Some(t) => self.query_item(&space.project_key, t, id, user_key).await?,
-            None => {
-                let types = self.work_item_types(&space.project_key, user_key).await?;
-                let mut found = None;
-                for t in types.iter() {
-                    if let Some(item) = self
-                        .query_item(&space.project_key, &t.type_key, id, user_key)
-                        .await?
-                    {
-                        found = Some(item);
-                        break;
-                    }
-                }
-                found
-            }
+            None => self.search_types(space, id, user_key).await?,
         };
         let Some(mut item) = found else {
             return Ok(None);
         };
         if item.work_item_type_key.is_empty() {
-            item.work_item_type_key = type_hint.unwrap_or_default().to_owned();
+            item.work_item_type_key = type_key.unwrap_or_default();
         }
         if item.project_key.is_empty() {
             item.project_key = space.project_key.clone();
@@ -531,17 +730,19 @@ impl ProjectClient {
         if item.type_name.is_empty() {
             item.type_name = item.work_item_type_key.clone();
         }
-        self.items.insert(cache_key, item.clone()).await;
-        Ok(Some(item))
-    }
-
-    /// Remembers an item's new aborted state after a successful PUT.
-    pub async fn remember_aborted(&self, item: &WorkItem, aborted: bool) {
-        let mut item = item.clone();
-        item.is_aborted = Some(aborted);
-        self.items
-            .insert((item.project_key.clone(), item.id), item)
+        self.item_types
+            .insert(
+                (space.project_key.clone(), id),
+                item.work_item_type_key.clone(),
+            )
             .await;
+        // The state changes elsewhere: it is never remembered.
+        let details = WorkItem {
+            is_aborted: None,
+            ..item.clone()
+        };
+        self.items.insert(details_key, details).await;
+        Ok(Some(item))
     }
 
     /// `PUT /open_api/:project_key/work_item/:type/:id/abort` as `user_key`.
@@ -549,28 +750,37 @@ impl ProjectClient {
         &self,
         item: &WorkItem,
         action: Action,
-        option: ReasonOption,
+        option: &ReasonOption,
         reason: &str,
         user_key: &str,
         idem_uuid: &str,
-    ) -> Result<(), ProjectError> {
-        self.call(Call {
-            method: Method::PUT,
-            endpoint: "/open_api/:project_key/work_item/:type/:id/abort",
-            path: format!(
-                "/open_api/{}/work_item/{}/{}/abort",
-                item.project_key, item.work_item_type_key, item.id
-            ),
-            body: Some(json!({
-                "is_aborted": action == Action::Abort,
-                "reason": reason,
-                "reason_option": option.key(),
-            })),
-            user_key: Some(user_key),
-            idem: Some(idem_uuid),
-        })
-        .await
-        .map(|_| ())
+    ) -> PutAnswer {
+        let unanswered = AtomicBool::new(false);
+        let result = self
+            .call_noting(
+                Call {
+                    method: Method::PUT,
+                    endpoint: "/open_api/:project_key/work_item/:type/:id/abort",
+                    path: format!(
+                        "/open_api/{}/work_item/{}/{}/abort",
+                        item.project_key, item.work_item_type_key, item.id
+                    ),
+                    body: Some(json!({
+                        "is_aborted": action == Action::Abort,
+                        "reason": reason,
+                        "reason_option": option.key(),
+                    })),
+                    user_key: Some(user_key),
+                    idem: Some(idem_uuid),
+                },
+                &unanswered,
+            )
+            .await
+            .map(|_| ());
+        PutAnswer {
+            unanswered: unanswered.load(Ordering::Relaxed),
+            result,
+        }
     }
 }
 

@@ -4,5 +4,5 @@
 pub mod client;
 pub mod model;
 
-pub use client::{ProjectClient, ProjectError};
-pub use model::{Space, WorkItem, WorkItemType};
+pub use client::{Freshness, ProjectClient, ProjectError, PutAnswer};
+pub use model::{SimpleField, Space, WorkItem, WorkItemType};

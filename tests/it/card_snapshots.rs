@@ -4,7 +4,7 @@
 
 use abort_bot::card_value::{CardStamp, Signer};
 use abort_bot::cards::Vars;
-use abort_bot::domain::{Action, ReasonOption, WorkItemRef};
+use abort_bot::domain::{Action, ReasonMenu, ReasonOption, WorkItemRef};
 use abort_bot::project::{Space, WorkItem};
 use abort_bot::service::{ActReport, Found, ItemReport, Outcome};
 use abort_bot::views::{self, BatchRequest, Picker};
@@ -73,6 +73,7 @@ fn picker_for_one_item_with_a_prefilled_reason() {
     let lookups = [Ok(found(12345, "Export a space as PDF", Some(false)))];
     let picker = Picker {
         action: Action::Abort,
+        menu: &ReasonMenu::defaults(Action::Abort),
         lookups: &lookups,
         did_you_mean: None,
         reason: "because it is late",
@@ -95,6 +96,7 @@ fn restore_picker_for_several_items_one_not_found() {
     ];
     let picker = Picker {
         action: Action::Restore,
+        menu: &ReasonMenu::defaults(Action::Restore),
         lookups: &lookups,
         did_you_mean: None,
         reason: "",
@@ -113,6 +115,7 @@ fn picker_with_nothing_to_act_on() {
     ))];
     let picker = Picker {
         action: Action::Abort,
+        menu: &ReasonMenu::defaults(Action::Abort),
         lookups: &lookups,
         did_you_mean: None,
         reason: "",
@@ -132,7 +135,8 @@ fn batch_confirmation() {
     let card = views::confirm_batch(
         &BatchRequest {
             action: Action::Abort,
-            option: ReasonOption::Other,
+            option: ReasonOption::OTHER,
+            option_label: None,
             reason: "quarterly clean-up",
             refs: &refs,
             actor_open_id: Some(ACTOR),
@@ -147,7 +151,9 @@ fn batch_confirmation() {
 fn batch_result_with_undo_and_retry() {
     let report = ActReport {
         action: Action::Abort,
-        option: ReasonOption::Repeat,
+        option: ReasonOption::REPEAT,
+        option_label: None,
+        opposite_menu: None,
         reason: "merged".into(),
         actor_open_id: Some(ACTOR.into()),
         items: vec![
@@ -203,7 +209,9 @@ fn toasts() {
     );
     let report = |items| ActReport {
         action: Action::Abort,
-        option: ReasonOption::Test,
+        option: ReasonOption::TEST,
+        option_label: None,
+        opposite_menu: None,
         reason: String::new(),
         actor_open_id: None,
         items,

@@ -86,6 +86,8 @@ pub struct Options {
     pub max_connections: Option<usize>,
     /// Where everything the bot's threads log goes (nowhere by default).
     pub log: Option<tracing::Dispatch>,
+    /// How long the bot waits for one upstream answer.
+    pub upstream_timeout: Duration,
 }
 
 impl Default for Options {
@@ -99,6 +101,7 @@ impl Default for Options {
             read_timeouts: Duration::from_secs(10),
             max_connections: None,
             log: None,
+            upstream_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -221,7 +224,7 @@ async fn start(
     let overrides = Overrides {
         clock: Arc::new(clock.clone()),
         retry: RetryPolicy::quick(),
-        upstream_timeout: Duration::from_secs(5),
+        upstream_timeout: options.upstream_timeout,
         tap: None,
         // Every test runs beside a busy sweep: it must never double anything.
         sweep_every: SWEEP_EVERY,

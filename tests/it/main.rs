@@ -10,6 +10,7 @@ mod deploy;
 mod interactive;
 mod listener;
 mod outcomes;
+mod project_side;
 mod rate_limits;
 mod redis_store;
 mod reliability;

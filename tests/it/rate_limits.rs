@@ -11,7 +11,7 @@ use abort_bot::domain::{Action, ReasonOption};
 use abort_bot::emulator::lark::Endpoint;
 use abort_bot::lark::client::{LarkClient, LarkClientConfig};
 use abort_bot::metrics::Metrics;
-use abort_bot::project::client::{ENDPOINT_QPS, ProjectClient, ProjectClientConfig};
+use abort_bot::project::client::{ENDPOINT_QPS, Freshness, ProjectClient, ProjectClientConfig};
 use abort_bot::project::model::{Space, WorkItem};
 use abort_bot::retry::RetryPolicy;
 use serde_json::json;
@@ -74,7 +74,13 @@ async fn feishu_project_gets_at_most_15_per_second_per_endpoint() {
             // No such ids: each lookup is one query, each PUT one 30005.
             let id = 90_000 + n;
             let found = c
-                .find_item(&space(), Some("story"), id, ALICE.user_key)
+                .find_item(
+                    &space(),
+                    Some("story"),
+                    id,
+                    ALICE.user_key,
+                    Freshness::Fresh,
+                )
                 .await;
             assert_eq!(found, Ok(None));
             let item = WorkItem {
@@ -91,13 +97,13 @@ async fn feishu_project_gets_at_most_15_per_second_per_endpoint() {
                 .abort(
                     &item,
                     Action::Abort,
-                    ReasonOption::Test,
+                    &ReasonOption::TEST,
                     "",
                     ALICE.user_key,
                     &format!("idem-{id}"),
                 )
                 .await;
-            assert_eq!(put.map_err(|e| e.code()), Err(Some(30005)));
+            assert_eq!(put.result.map_err(|e| e.code()), Err(Some(30005)));
         });
     }
     tokio::time::timeout(Duration::from_secs(30), async {
@@ -135,8 +141,14 @@ async fn the_endpoint_quota_is_configurable() {
     for n in 0..10u64 {
         let c = client.clone();
         calls.spawn(async move {
-            c.find_item(&space(), Some("story"), 90_000 + n, ALICE.user_key)
-                .await
+            c.find_item(
+                &space(),
+                Some("story"),
+                90_000 + n,
+                ALICE.user_key,
+                Freshness::Fresh,
+            )
+            .await
         });
     }
     tokio::time::timeout(Duration::from_secs(30), async {

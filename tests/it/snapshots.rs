@@ -3,7 +3,7 @@
 
 use abort_bot::card_value::{CardStamp, Signer};
 use abort_bot::command::ParseError;
-use abort_bot::domain::{Action, ReasonOption, WorkItemRef};
+use abort_bot::domain::{Action, ReasonMenu, ReasonOption, WorkItemRef};
 use abort_bot::project::{Space, WorkItem};
 use abort_bot::service::{ActReport, Found, ItemReport, Outcome};
 use abort_bot::views;
@@ -59,6 +59,8 @@ fn report(action: Action, option: ReasonOption, items: Vec<ItemReport>) -> ActRe
     ActReport {
         action,
         option,
+        option_label: None,
+        opposite_menu: None,
         reason: "duplicate of 12001".into(),
         actor_open_id: Some("ou_84aad35d084aa403a838cf73ee18467".into()),
         items,
@@ -92,7 +94,7 @@ fn outcome_cards() {
             r.item = None;
         }
         let card = views::act_report(
-            &report(Action::Abort, ReasonOption::Repeat, vec![r]),
+            &report(Action::Abort, ReasonOption::REPEAT, vec![r]),
             &web(),
             &stamp(),
         );
@@ -105,7 +107,7 @@ fn restore_done_card() {
     let card = views::act_report(
         &report(
             Action::Restore,
-            ReasonOption::Rollback,
+            ReasonOption::ROLLBACK,
             vec![item_report(12348, Outcome::Done)],
         ),
         &web(),
@@ -119,7 +121,7 @@ fn batch_card() {
     let card = views::act_report(
         &report(
             Action::Abort,
-            ReasonOption::Repeat,
+            ReasonOption::REPEAT,
             vec![
                 item_report(12345, Outcome::Done),
                 item_report(12348, Outcome::AlreadyAborted),
@@ -158,8 +160,9 @@ fn picker_card() {
     };
     let picker = views::Picker {
         action: Action::Abort,
+        menu: &ReasonMenu::defaults(Action::Abort),
         lookups: &[Ok(found)],
-        did_you_mean: Some(("repat", ReasonOption::Repeat)),
+        did_you_mean: Some(("repat", &ReasonOption::REPEAT)),
         reason: "late",
         actor_open_id: Some("ou_1"),
     };
