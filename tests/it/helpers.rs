@@ -248,6 +248,11 @@ impl Drop for TestApp {
 }
 
 impl TestApp {
+    /// A URL on the emulated Lark.
+    pub fn lark_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.lark_addr)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
@@ -525,11 +530,14 @@ impl ClockExt for ManualClock {
     }
 }
 
-/// The first object in a card (depth first) whose `name` is `name`: a form field or a button.
+/// The first component in a card (depth first) whose `name` is `name` (a form field or a
+/// button in a form) or, for a button outside a form, which may carry no name, whose
+/// `element_id` is `name`.
 pub fn find_named<'a>(card: &'a Value, name: &str) -> Option<&'a Value> {
     match card {
         Value::Object(o) => {
-            if o.get("name").and_then(Value::as_str) == Some(name) && o.contains_key("tag") {
+            let named = o.get("name").or_else(|| o.get("element_id"));
+            if named.and_then(Value::as_str) == Some(name) && o.contains_key("tag") {
                 return Some(card);
             }
             o.values().find_map(|v| find_named(v, name))
