@@ -129,6 +129,20 @@ pub fn md_escape(text: &str) -> String {
     out
 }
 
+/// Text from users or upstream for inside a markdown code span (`` `…` ``), where nothing
+/// is markup and entities are not decoded (CommonMark, which Lark's markdown follows,
+/// `protocol/lark.md` §5.3): shown as typed, except that a backtick, which would end the span,
+/// becomes `ˋ` and a line break a space.
+pub fn code_text(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '`' => 'ˋ',
+            '\n' | '\r' => ' ',
+            c => c,
+        })
+        .collect()
+}
+
 /// `text` cut to at most `max` characters, ending in `…` when cut. For what a card shows of
 /// a name or a reason; what is sent to Feishu Project is never cut.
 pub fn shorten(text: &str, max: usize) -> String {
@@ -347,6 +361,12 @@ mod tests {
             "PDF export (first attempt) #2 - v1.0 + more! 50% \"q\" 'a' $5 /x"
         );
         assert!(!shown.contains("&#40;"));
+    }
+
+    #[test]
+    fn code_spans_keep_text_as_typed() {
+        assert_eq!(code_text("my_space *x* <at>"), "my_space *x* <at>");
+        assert_eq!(code_text("a`b\nc"), "aˋb c");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::card_value::{CardStamp, Kind};
-use crate::cards::{self, Var, Vars, add_message, md_escape, set, shorten};
+use crate::cards::{self, Var, Vars, add_message, code_text, md_escape, set, shorten};
 use crate::command::ParseError;
 use crate::domain::{Action, ReasonOption, WorkItemRef, item_link};
 use crate::lark::card_action::Toast;
@@ -108,7 +108,11 @@ fn item_vars(vars: &mut Vars, item: &ItemReport, web_url: &Url, shown: Shown) {
         md_text(&item.item_ref.to_string(), shown.name),
     );
     let space_key = item.space_key.as_deref().unwrap_or_default();
-    set(vars, "space_key", md_text(space_key, shown.name));
+    set(
+        vars,
+        "space_key",
+        code_text(&shorten(space_key, shown.name)),
+    );
     set(vars, "space_key_text", shorten(space_key, shown.name));
     let space_name = item
         .space
@@ -223,7 +227,7 @@ pub fn help(problem: Option<&ParseError>) -> Value {
             ParseError::BadSpace(w) => ("problem_bad_space", w.clone()),
             ParseError::ExtraWords(w) => ("problem_extra_words", w.clone()),
         };
-        set(&mut vars, "word", md_text(&word, TYPED_CHARS));
+        set(&mut vars, "word", code_text(&shorten(&word, TYPED_CHARS)));
         add_message(&mut vars, key, "problem_");
     }
     add_message(&mut vars, "help", "");
@@ -267,7 +271,7 @@ fn picker_shown(p: &Picker<'_>, web_url: &Url, stamp: &CardStamp<'_>, shown: Sho
         .collect();
     add_subject(&mut vars, &refs);
     if let Some((typed, suggestion)) = did_you_mean {
-        set(&mut vars, "typed", md_text(typed, TYPED_CHARS));
+        set(&mut vars, "typed", code_text(&shorten(typed, TYPED_CHARS)));
         set(&mut vars, "suggestion", suggestion.key());
     }
     add_more(&mut vars, lookups.len(), shown.rows);
@@ -556,7 +560,11 @@ fn add_result_controls(vars: &mut Vars, report: &ActReport, stamp: &CardStamp<'_
 pub fn bound(result: &BindResult, space_key: &str, actor_open_id: Option<&str>) -> Value {
     let shown = FITS[1];
     let mut vars = base_vars(Action::Abort, actor_open_id);
-    set(&mut vars, "space_key", md_text(space_key, shown.name));
+    set(
+        &mut vars,
+        "space_key",
+        code_text(&shorten(space_key, shown.name)),
+    );
     set(&mut vars, "space_key_text", shorten(space_key, shown.name));
     match result {
         Ok(space) => {
@@ -570,7 +578,7 @@ pub fn bound(result: &BindResult, space_key: &str, actor_open_id: Option<&str>) 
             set(
                 &mut vars,
                 "space_simple_name",
-                md_text(&space.simple_name, shown.name),
+                code_text(&shorten(&space.simple_name, shown.name)),
             );
             add_message(&mut vars, "bound", "");
             cards::render("bound", &vars)

@@ -65,6 +65,8 @@ pub enum Endpoint {
     Patch,
     CardUpdate,
     Contact,
+    /// Not an API: the card in a bot's answer to a click, which the client shows.
+    CallbackAnswer,
 }
 
 #[derive(Debug)]
@@ -212,10 +214,15 @@ impl LarkEmulator {
     }
 
     /// Shows the card a bot answered a click with (`{"card": {"type": "raw", "data": …}}`) in
-    /// place of the message's card, as the Lark client does; None for an unknown message.
+    /// place of the message's card, as the Lark client does; None for an unknown message or a
+    /// card that breaks the card rules (recorded as a refusal, like a refused update).
     pub fn apply_callback_card(&self, message_id: &str, card: Value) -> Option<Message> {
         let message = {
             let mut s = self.state();
+            let size = card_rules::content_size(&card);
+            if refuse_card(&mut s, Endpoint::CallbackAnswer, size, &card).is_some() {
+                return None;
+            }
             let m = s.messages.get_mut(message_id)?;
             m.card = card;
             m.updates += 1;
@@ -530,6 +537,8 @@ fn emu_answer(
                 ),
             }
         }
-        Endpoint::Token => (answer(404, 404, "not found", json!({})), None),
+        Endpoint::Token | Endpoint::CallbackAnswer => {
+            (answer(404, 404, "not found", json!({})), None)
+        }
     }
 }

@@ -604,3 +604,13 @@ async fn the_emulated_lark_refuses_what_lark_refuses() {
         "nothing refused was shown"
     );
 }
+
+#[test]
+fn typed_words_in_code_spans_show_as_typed() {
+    // Inside `…` nothing is markup and entities are not decoded: no escaping there.
+    let card = views::help(Some(&ParseError::BadSpace("my_space*1".into())));
+    let text = card_text(&card);
+    assert!(text.contains("`my_space*1`"), "{text}");
+    let outcome = views::outcome_only(&Outcome::UnknownSpace, Action::Abort, Some(ACTOR));
+    assert_eq!(card_rules::check(&outcome), Ok(()));
+}

@@ -707,8 +707,18 @@ impl TestApp {
         }
     }
 
-    /// What Lark does with a card in a callback answer: it replaces the message's card.
+    /// What Lark does with a card in a callback answer: it replaces the message's card, if
+    /// the card passes Lark's card rules (every answer in every test is held to them).
     fn show_card(&self, message_id: &str, card: Value) {
+        assert_eq!(
+            abort_bot::emulator::card_rules::check(&card),
+            Ok(()),
+            "Lark would refuse the card in the answer: {card}"
+        );
+        assert!(
+            abort_bot::cards::content_size(&card) <= abort_bot::cards::CARD_BUDGET,
+            "the card in the answer is too large"
+        );
         if let Some(m) = self.lark.state().messages.get_mut(message_id) {
             m.card = card;
         }
