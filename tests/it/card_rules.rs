@@ -319,6 +319,23 @@ fn values(card: &Value, out: &mut Vec<Value>) {
     }
 }
 
+/// Every translated text has words in both languages.
+fn both_languages(card: &Value, name: &str) {
+    match card {
+        Value::Object(o) => {
+            if let Some(i18n) = o.get("i18n_content") {
+                for lang in ["zh_cn", "en_us"] {
+                    let words = i18n.get(lang).and_then(Value::as_str).unwrap_or_default();
+                    assert!(!words.trim().is_empty(), "{name}: no {lang} in {card}");
+                }
+            }
+            o.values().for_each(|v| both_languages(v, name));
+        }
+        Value::Array(a) => a.iter().for_each(|v| both_languages(v, name)),
+        _ => {}
+    }
+}
+
 /// The card without its buttons' callback values: what a person reads.
 fn without_values(card: &Value) -> Value {
     match card {
@@ -359,6 +376,8 @@ fn every_card_the_bot_can_send_passes_larks_rules() {
                 !text.contains("&#40;"),
                 "{name}: parentheses are not escaped"
             );
+            assert!(!text.contains("{{"), "{name}: a placeholder left: {text}");
+            both_languages(card, &name);
             if size > largest.0 {
                 largest = (size, name);
             }
