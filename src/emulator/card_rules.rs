@@ -18,10 +18,10 @@
 //! Size is checked apart ([`check_size`]): Lark limits a card message to 30 KB of *request
 //! body* (§4.3: "card and post ≤ 30 KB of request body"), so what counts is the body as sent,
 //! where the card sits inside `content` as a JSON string (its quotes escaped, UTF-8, so one
-//! CJK character is 3 bytes). [`content_size`] gives that figure for a card alone.
+//! CJK character is 3 bytes); `cards::content_size` gives that figure for a card alone.
 //! The page says "30 KB" without saying 1000 or 1024; the emulator takes 30 × 1024 bytes and
-//! the bot keeps its cards under [`BOT_CARD_BUDGET`], which leaves room for either reading and
-//! for the rest of the body (ids, uuid).
+//! the bot keeps its cards under `cards::CARD_BUDGET`, which leaves room for either reading
+//! and for the rest of the body (ids, uuid).
 
 use std::collections::HashSet;
 
@@ -29,9 +29,6 @@ use serde_json::{Map, Value};
 
 /// Lark's limit on a card message's request body (§4.3), in bytes.
 pub const MAX_BODY_BYTES: usize = 30 * 1024;
-/// The size the bot keeps a card's `content` string under: below 30 000 bytes with ~1 KB left
-/// for the rest of the request body.
-pub const BOT_CARD_BUDGET: usize = 29_000;
 /// Components per card (§4.3, §5.3).
 pub const MAX_ELEMENTS: usize = 200;
 /// Container levels (§5.3 global rules).
@@ -99,13 +96,6 @@ impl CardError {
             CardError::TooLarge { .. } | CardError::TooManyElements { .. } => "ROOT",
         }
     }
-}
-
-/// The size of `card` as it travels in a send/reply/PATCH `content` field: the card's JSON
-/// text written as a JSON string.
-pub fn content_size(card: &Value) -> usize {
-    let text = card.to_string();
-    Value::String(text).to_string().len()
 }
 
 /// The 30 KB limit on a request body (§4.3).
@@ -1392,13 +1382,9 @@ mod tests {
     }
 
     #[test]
-    fn size_is_the_content_string_against_30_kb() {
+    fn size_is_the_request_body_against_30_kb() {
         assert_eq!(check_size(MAX_BODY_BYTES), Ok(()));
         let e = check_size(MAX_BODY_BYTES + 1).err();
         assert_eq!(e.as_ref().map(CardError::code), Some(230_025));
-        // Quotes are escaped inside `content`, and CJK is 3 bytes a character.
-        let c = json!({"a": "终"});
-        assert_eq!(c.to_string().len(), 11);
-        assert_eq!(content_size(&c), 17);
     }
 }

@@ -219,7 +219,7 @@ impl LarkEmulator {
     pub fn apply_callback_card(&self, message_id: &str, card: Value) -> Option<Message> {
         let message = {
             let mut s = self.state();
-            let size = card_rules::content_size(&card);
+            let size = crate::cards::content_size(&card);
             if refuse_card(&mut s, Endpoint::CallbackAnswer, size, &card).is_some() {
                 return None;
             }
