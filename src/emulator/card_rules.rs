@@ -349,19 +349,16 @@ impl Checker {
         })
     }
 
-    fn icon(&self, obj: &Map<String, Value>) -> Res {
+    fn icon(&mut self, obj: &Map<String, Value>) -> Res {
         let Some(v) = obj.get("icon") else {
             return Ok(());
         };
         let icon = self.object(v, "icon")?;
-        let path = self.at("icon");
-        let inner = Checker {
-            path: vec![path.trim_start_matches("ROOT -> ").to_owned()],
-            ..Checker::default()
-        };
-        inner.only(icon, &[&["tag", "token", "color", "img_key"]])?;
-        inner.required(icon, "tag")?;
-        inner.one_of(icon, "tag", &["standard_icon", "custom_icon"])
+        self.enter("icon".into(), |c| {
+            c.only(icon, &[&["tag", "token", "color", "img_key"]])?;
+            c.required(icon, "tag")?;
+            c.one_of(icon, "tag", &["standard_icon", "custom_icon"])
+        })
     }
 
     fn element_id(&mut self, obj: &Map<String, Value>) -> Res {
@@ -761,26 +758,25 @@ impl Checker {
         Ok(())
     }
 
-    fn action(&self, obj: &Map<String, Value>) -> Res {
+    fn action(&mut self, obj: &Map<String, Value>) -> Res {
         let Some(a) = obj.get("action") else {
             return Ok(());
         };
         let a = self.object(a, "action")?;
-        let path = self.at("action");
-        let inner = Checker {
-            path: vec![path.trim_start_matches("ROOT -> ").to_owned()],
-            ..Checker::default()
-        };
-        inner.only(a, &[&["multi_url"]])?;
-        if let Some(m) = a.get("multi_url") {
-            let m = inner.object(m, "multi_url")?;
-            inner.only(m, &[&["url", "pc_url", "ios_url", "android_url"]])?;
-        }
-        Ok(())
+        self.enter("action".into(), |c| {
+            c.only(a, &[&["multi_url"]])?;
+            let Some(m) = a.get("multi_url") else {
+                return Ok(());
+            };
+            let m = c.object(m, "multi_url")?;
+            c.enter("multi_url".into(), |c| {
+                c.only(m, &[&["url", "pc_url", "ios_url", "android_url"]])
+            })
+        })
     }
 
     /// `behaviors`: callbacks with an object value, and `open_url` where `open_url` is allowed.
-    fn behaviors(&self, obj: &Map<String, Value>, open_url: bool) -> Res {
+    fn behaviors(&mut self, obj: &Map<String, Value>, open_url: bool) -> Res {
         let Some(b) = obj.get("behaviors") else {
             return Ok(());
         };
@@ -789,36 +785,32 @@ impl Checker {
             what: "must be a list",
         })?;
         for (i, item) in list.iter().enumerate() {
-            let at = format!("{} -> [{i}]", self.at("behaviors"));
-            let inner = Checker {
-                path: vec![at.trim_start_matches("ROOT -> ").to_owned()],
-                ..Checker::default()
-            };
-            let item = inner.object(item, "")?;
-            match item.get("type").and_then(Value::as_str) {
-                Some("callback") => {
-                    inner.only(item, &[&["type", "value"]])?;
-                    if !item.get("value").is_some_and(Value::is_object) {
-                        return Err(CardError::Invalid {
-                            path: inner.at("value"),
-                            what: "must be an object",
-                        });
+            self.enter(format!("behaviors -> [{i}]"), |c| {
+                let item = c.object(item, "")?;
+                match item.get("type").and_then(Value::as_str) {
+                    Some("callback") => {
+                        c.only(item, &[&["type", "value"]])?;
+                        if !item.get("value").is_some_and(Value::is_object) {
+                            return Err(CardError::Invalid {
+                                path: c.at("value"),
+                                what: "must be an object",
+                            });
+                        }
+                        Ok(())
                     }
-                }
-                Some("open_url") if open_url => {
-                    inner.only(
-                        item,
-                        &[&["type", "default_url", "android_url", "ios_url", "pc_url"]],
-                    )?;
-                    inner.required(item, "default_url")?;
-                }
-                other => {
-                    return Err(CardError::Enum {
-                        path: inner.at("type"),
+                    Some("open_url") if open_url => {
+                        c.only(
+                            item,
+                            &[&["type", "default_url", "android_url", "ios_url", "pc_url"]],
+                        )?;
+                        c.required(item, "default_url")
+                    }
+                    other => Err(CardError::Enum {
+                        path: c.at("type"),
                         value: other.unwrap_or_default().to_owned(),
-                    });
+                    }),
                 }
-            }
+            })?;
         }
         Ok(())
     }
