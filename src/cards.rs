@@ -69,10 +69,12 @@ static LIBRARY: LazyLock<Library> = LazyLock::new(|| Library {
 
 /// Renders template `name` with `vars`. An unknown template renders as `null`.
 pub fn render(name: &str, vars: &Vars) -> Value {
+    let mut vars = vars.clone();
+    add_message(&mut vars, "ui", "ui_");
     LIBRARY
         .templates
         .get(name)
-        .map(|t| fill(t, vars))
+        .map(|t| fill(t, &vars))
         .and_then(|v| v.into_iter().next())
         .unwrap_or(Value::Null)
 }
@@ -105,16 +107,19 @@ pub fn add_message(vars: &mut Vars, key: &str, prefix: &str) {
     vars.extend(words);
 }
 
-/// Escapes text from users or upstream for a markdown element, so it shows as written and
-/// cannot add links, mentions or formatting.
+/// Escapes text from users or upstream for a markdown element, so it shows as typed and
+/// cannot add links, mentions, emoji or formatting. Only what Lark's markdown gives a meaning
+/// to is written as `&#N;` (the HTML entity form Lark decodes, `protocol/lark.md` §5.3 and the
+/// rich-text page's "特殊字符转义说明"): `<` `>` (tags, quotes), `*` `_` `~` (emphasis), `` ` ``
+/// (code), `[` `]` (links and images: without them `(`, `)` and `!` mean nothing), `\`
+/// (escapes), `:` (`:EMOJI:`), and `&` (so a typed entity stays as typed). Line breaks become
+/// spaces, so typed text stays on the line the template puts it on, always after a label,
+/// where `#`, `-`, `+` or `1.` mean nothing. Parentheses and the rest are left as they are.
 pub fn md_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '*' | '_' | '~' | '`' | '[' | ']' | '(' | ')' | '#' | '|' | '\\' => {
+            '<' | '>' | '*' | '_' | '~' | '`' | '[' | ']' | '\\' | ':' | '&' => {
                 out.push_str(&format!("&#{};", u32::from(c)));
             }
             '\n' | '\r' => out.push(' '),
@@ -122,6 +127,42 @@ pub fn md_escape(text: &str) -> String {
         }
     }
     out
+}
+
+/// Text from users or upstream for inside a markdown code span (`` `…` ``), where nothing
+/// is markup and entities are not decoded (CommonMark, which Lark's markdown follows,
+/// `protocol/lark.md` §5.3): shown as typed, except that a backtick, which would end the span,
+/// becomes `ˋ` and a line break a space.
+pub fn code_text(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '`' => 'ˋ',
+            '\n' | '\r' => ' ',
+            c => c,
+        })
+        .collect()
+}
+
+/// `text` cut to at most `max` characters, ending in `…` when cut. For what a card shows of
+/// a name or a reason; what is sent to Feishu Project is never cut.
+pub fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// What the bot allows a card's `content` string to weigh, in bytes: Lark refuses a card
+/// message over 30 KB of request body (`protocol/lark.md` §4.3); this leaves about 1 KB for
+/// the rest of the body and holds under either reading of "KB".
+pub const CARD_BUDGET: usize = 29_000;
+
+/// The size of `card` as it travels in a message's `content` field: the card's JSON text,
+/// itself written as a JSON string (quotes and backslashes escaped; UTF-8).
+pub fn content_size(card: &Value) -> usize {
+    Value::String(card.to_string()).to_string().len()
 }
 
 fn text_of<'a>(vars: &'a Vars, name: &str) -> Option<&'a str> {
@@ -305,8 +346,38 @@ mod tests {
     #[test]
     fn escaping_neutralises_markdown() {
         assert_eq!(
-            md_escape("<at id=all></at> **x** [l](u)"),
-            "&lt;at id=all&gt;&lt;/at&gt; &#42;&#42;x&#42;&#42; &#91;l&#93;&#40;u&#41;"
+            md_escape("<at id=all></at> **x** [l](u) _i_ ~~s~~ `c` \\ :OK: &#42;"),
+            "&#60;at id=all&#62;&#60;/at&#62; &#42;&#42;x&#42;&#42; &#91;l&#93;(u) &#95;i&#95; \
+             &#126;&#126;s&#126;&#126; &#96;c&#96; &#92; &#58;OK&#58; &#38;#42;"
         );
+        assert_eq!(md_escape("# a\n- b\r\n> c"), "# a - b  &#62; c");
+    }
+
+    #[test]
+    fn text_shows_as_typed() {
+        let shown = md_escape("PDF export (first attempt) #2 - v1.0 + more! 50% \"q\" 'a' $5 /x");
+        assert_eq!(
+            shown,
+            "PDF export (first attempt) #2 - v1.0 + more! 50% \"q\" 'a' $5 /x"
+        );
+        assert!(!shown.contains("&#40;"));
+    }
+
+    #[test]
+    fn code_spans_keep_text_as_typed() {
+        assert_eq!(code_text("my_space *x* <at>"), "my_space *x* <at>");
+        assert_eq!(code_text("a`b\nc"), "aˋb c");
+    }
+
+    #[test]
+    fn shortening_counts_characters() {
+        assert_eq!(shorten("终止原因", 4), "终止原因");
+        assert_eq!(shorten("终止原因说明", 4), "终止原…");
+        assert_eq!(shorten("abc", 0), "…");
+    }
+
+    #[test]
+    fn content_size_is_the_escaped_string() {
+        assert_eq!(content_size(&serde_json::json!({"a": "终"})), 17);
     }
 }

@@ -5,17 +5,84 @@ use serde_json::Value;
 use url::Url;
 
 use crate::card_value::{CardStamp, Kind};
-use crate::cards::{self, Var, Vars, add_message, md_escape, set};
+use crate::cards::{self, Var, Vars, add_message, code_text, md_escape, set, shorten};
 use crate::command::ParseError;
 use crate::domain::{Action, ReasonMenu, ReasonOption, WorkItemRef, item_link};
 use crate::lark::card_action::Toast;
 use crate::service::{ActReport, BindResult, Found, ItemReport, Outcome};
 
-const SUBTITLE: &str = "Feishu Project";
+/// How much of the text typed by people or coming from Feishu Project a card shows. A card
+/// is made with the first of [`FITS`] whose result stays within [`cards::CARD_BUDGET`]
+/// (Lark refuses a card message over 30 KB, `protocol/lark.md` §4.3); button values, which
+/// carry what the PUT will send, are never cut.
+#[derive(Debug, Clone, Copy)]
+struct Shown {
+    /// Characters of an item, space or type name.
+    name: usize,
+    /// Characters of a reason.
+    reason: usize,
+    /// Rows of a list of items; the rest is counted in an "and N more" line.
+    rows: usize,
+}
+
+const FITS: [Shown; 5] = [
+    Shown {
+        name: 200,
+        reason: 1000,
+        rows: usize::MAX,
+    },
+    Shown {
+        name: 80,
+        reason: 300,
+        rows: usize::MAX,
+    },
+    Shown {
+        name: 40,
+        reason: 200,
+        rows: 30,
+    },
+    Shown {
+        name: 30,
+        reason: 150,
+        rows: 20,
+    },
+    Shown {
+        name: 20,
+        reason: 100,
+        rows: 10,
+    },
+];
+
+/// Characters shown of a word the sender typed that the bot did not understand.
+const TYPED_CHARS: usize = 40;
+
+/// The card `build` makes with the most text that fits the budget.
+fn fitted(build: impl Fn(Shown) -> Value) -> Value {
+    let mut card = Value::Null;
+    for shown in FITS {
+        card = build(shown);
+        if cards::content_size(&card) <= cards::CARD_BUDGET {
+            break;
+        }
+    }
+    card
+}
+
+/// Text from people or Feishu Project for a markdown element: cut, then escaped.
+fn md_text(text: &str, max: usize) -> String {
+    md_escape(&shorten(text, max))
+}
+
+/// `more` and its words when `total` rows were cut to `shown`.
+fn add_more(vars: &mut Vars, total: usize, shown: usize) {
+    if total > shown {
+        set(vars, "more", (total - shown).to_string());
+        add_message(vars, "more_rows", "more_");
+    }
+}
 
 fn base_vars(action: Action, actor_open_id: Option<&str>) -> Vars {
     let mut vars = Vars::new();
-    set(&mut vars, "subtitle", SUBTITLE);
     set(&mut vars, "action_key", action.key());
     set(&mut vars, "opposite_key", action.opposite().key());
     set(
@@ -47,14 +114,20 @@ fn add_option(vars: &mut Vars, option: &ReasonOption, label: Option<&str>) {
 }
 
 /// Variables that describe one item's result.
-fn item_vars(vars: &mut Vars, item: &ItemReport, web_url: &Url) {
+fn item_vars(vars: &mut Vars, item: &ItemReport, web_url: &Url, shown: Shown) {
     set(vars, "item_id", item.item_ref.id.to_string());
-    set(vars, "item_ref", md_escape(&item.item_ref.to_string()));
+    set(
+        vars,
+        "item_ref",
+        md_text(&item.item_ref.to_string(), shown.name),
+    );
+    let space_key = item.space_key.as_deref().unwrap_or_default();
     set(
         vars,
         "space_key",
-        md_escape(item.space_key.as_deref().unwrap_or_default()),
+        code_text(&shorten(space_key, shown.name)),
     );
+    set(vars, "space_key_text", shorten(space_key, shown.name));
     let space_name = item
         .space
         .as_ref()
@@ -68,15 +141,15 @@ fn item_vars(vars: &mut Vars, item: &ItemReport, web_url: &Url) {
         .or(item.space_key.as_ref())
         .cloned()
         .unwrap_or_default();
-    set(vars, "space_name", md_escape(&space_name));
+    set(vars, "space_name", md_text(&space_name, shown.name));
     if let Some(w) = &item.item {
         let name = if w.name.is_empty() {
             w.id.to_string()
         } else {
             w.name.clone()
         };
-        set(vars, "item_name", md_escape(&name));
-        set(vars, "type_name", md_escape(&w.type_name));
+        set(vars, "item_name", md_text(&name, shown.name));
+        set(vars, "type_name", md_text(&w.type_name, shown.name));
         let simple = if w.simple_name.is_empty() {
             &w.project_key
         } else {
@@ -91,7 +164,7 @@ fn item_vars(vars: &mut Vars, item: &ItemReport, web_url: &Url) {
     set(
         vars,
         "detail",
-        md_escape(item.outcome.detail().unwrap_or_default()),
+        md_text(item.outcome.detail().unwrap_or_default(), shown.reason),
     );
 }
 
@@ -99,31 +172,42 @@ fn item_vars(vars: &mut Vars, item: &ItemReport, web_url: &Url) {
 /// item for several. Items that were changed get the opposite action (Undo / Abort again,
 /// asking for its option in place); items that failed for a passing reason get Retry.
 pub fn act_report(report: &ActReport, web_url: &Url, stamp: &CardStamp<'_>) -> Value {
+    fitted(|shown| act_report_shown(report, web_url, stamp, shown))
+}
+
+fn act_report_shown(
+    report: &ActReport,
+    web_url: &Url,
+    stamp: &CardStamp<'_>,
+    shown: Shown,
+) -> Value {
     let mut vars = base_vars(report.action, report.actor_open_id.as_deref());
     add_option(&mut vars, &report.option, report.option_label.as_deref());
     let reason = if report.reason.trim().is_empty() {
         "—".to_owned()
     } else {
-        md_escape(report.reason.trim())
+        md_text(report.reason.trim(), shown.reason)
     };
     set(&mut vars, "reason", reason);
     add_result_controls(&mut vars, report, stamp);
     if let [item] = report.items.as_slice() {
-        item_vars(&mut vars, item, web_url);
+        item_vars(&mut vars, item, web_url, shown);
         add_message(&mut vars, item.outcome.key(), "");
         return cards::render("outcome", &vars);
     }
     set(&mut vars, "count", report.items.len().to_string());
+    add_more(&mut vars, report.items.len(), shown.rows);
     let rows = report
         .items
         .iter()
+        .take(shown.rows)
         .map(|item| {
             let mut row = vars.clone();
-            item_vars(&mut row, item, web_url);
+            item_vars(&mut row, item, web_url, shown);
             add_message(&mut row, item.outcome.key(), "");
             let label = match &item.item {
                 Some(w) if !w.name.is_empty() => {
-                    format!("{} · {}", item.item_ref.id, md_escape(&w.name))
+                    format!("{} · {}", item.item_ref.id, md_text(&w.name, shown.name))
                 }
                 _ => item.item_ref.id.to_string(),
             };
@@ -157,7 +241,7 @@ pub fn help(problem: Option<&ParseError>) -> Value {
             ParseError::BadSpace(w) => ("problem_bad_space", w.clone()),
             ParseError::ExtraWords(w) => ("problem_extra_words", w.clone()),
         };
-        set(&mut vars, "word", md_escape(&word));
+        set(&mut vars, "word", code_text(&shorten(&word, TYPED_CHARS)));
         add_message(&mut vars, key, "problem_");
     }
     add_message(&mut vars, "help", "");
@@ -183,6 +267,10 @@ pub struct Picker<'a> {
 /// No option (or a mistyped one): the items as found, a select of the options, a reason
 /// input and Confirm / Cancel. Whoever clicks Confirm acts, as themselves.
 pub fn picker(p: &Picker<'_>, web_url: &Url, stamp: &CardStamp<'_>) -> Value {
+    fitted(|shown| picker_shown(p, web_url, stamp, shown))
+}
+
+fn picker_shown(p: &Picker<'_>, web_url: &Url, stamp: &CardStamp<'_>, shown: Shown) -> Value {
     let Picker {
         action,
         menu,
@@ -201,23 +289,25 @@ pub fn picker(p: &Picker<'_>, web_url: &Url, stamp: &CardStamp<'_>) -> Value {
         .collect();
     add_subject(&mut vars, &refs);
     if let Some((typed, suggestion)) = did_you_mean {
-        set(&mut vars, "typed", md_escape(typed));
+        set(&mut vars, "typed", code_text(&shorten(typed, TYPED_CHARS)));
         set(&mut vars, "suggestion", suggestion.key());
     }
+    add_more(&mut vars, lookups.len(), shown.rows);
     let rows = lookups
         .iter()
+        .take(shown.rows)
         .map(|l| {
             let mut row = vars.clone();
             match l {
                 Ok(found) => {
-                    let shown = ItemReport {
+                    let found_report = ItemReport {
                         item_ref: found.item_ref.clone(),
                         space_key: Some(found.space_key.clone()),
                         space: Some(found.space.clone()),
                         item: Some(found.item.clone()),
                         outcome: Outcome::Done,
                     };
-                    item_vars(&mut row, &shown, web_url);
+                    item_vars(&mut row, &found_report, web_url, shown);
                     let state = match found.item.is_aborted {
                         Some(true) => "state_aborted",
                         Some(false) => "state_active",
@@ -227,7 +317,7 @@ pub fn picker(p: &Picker<'_>, web_url: &Url, stamp: &CardStamp<'_>) -> Value {
                     add_message(&mut row, "picker_row", "row_");
                 }
                 Err(failed) => {
-                    item_vars(&mut row, failed, web_url);
+                    item_vars(&mut row, failed, web_url, shown);
                     add_message(&mut row, failed.outcome.key(), "");
                     add_message(&mut row, "picker_problem_row", "row_");
                 }
@@ -277,19 +367,27 @@ pub struct BatchRequest<'a> {
     pub limit: usize,
 }
 
+/// The items are listed by id: nothing has been looked up yet (names would need a lookup as
+/// the sender for every item before the question is even asked).
 pub fn confirm_batch(req: &BatchRequest<'_>, stamp: &CardStamp<'_>) -> Value {
+    fitted(|shown| confirm_batch_shown(req, stamp, shown))
+}
+
+fn confirm_batch_shown(req: &BatchRequest<'_>, stamp: &CardStamp<'_>, shown: Shown) -> Value {
     let mut vars = base_vars(req.action, req.actor_open_id);
     add_option(&mut vars, &req.option, req.option_label);
     let reason = req.reason.trim();
     if !reason.is_empty() {
-        set(&mut vars, "reason", md_escape(reason));
+        set(&mut vars, "reason", md_text(reason, shown.reason));
     }
     set(&mut vars, "count", req.refs.len().to_string());
     set(&mut vars, "limit", req.limit.to_string());
+    add_more(&mut vars, req.refs.len(), shown.rows);
     let listed: Vec<String> = req
         .refs
         .iter()
-        .map(|r| format!("**{}**", md_escape(&r.to_string())))
+        .take(shown.rows)
+        .map(|r| format!("**{}**", md_text(&r.to_string(), shown.name)))
         .collect();
     set(&mut vars, "refs", listed.join(" · "));
     let go = stamp.value(
@@ -497,8 +595,14 @@ fn add_result_controls(vars: &mut Vars, report: &ActReport, stamp: &CardStamp<'_
 
 /// The answer to `/bind`.
 pub fn bound(result: &BindResult, space_key: &str, actor_open_id: Option<&str>) -> Value {
+    let shown = FITS[1];
     let mut vars = base_vars(Action::Abort, actor_open_id);
-    set(&mut vars, "space_key", md_escape(space_key));
+    set(
+        &mut vars,
+        "space_key",
+        code_text(&shorten(space_key, shown.name)),
+    );
+    set(&mut vars, "space_key_text", shorten(space_key, shown.name));
     match result {
         Ok(space) => {
             let name = if space.name.is_empty() {
@@ -506,21 +610,22 @@ pub fn bound(result: &BindResult, space_key: &str, actor_open_id: Option<&str>) 
             } else {
                 &space.name
             };
-            set(&mut vars, "space_name", md_escape(name));
+            set(&mut vars, "space_name", md_text(name, shown.name));
+            set(&mut vars, "space_name_text", shorten(name, shown.name));
             set(
                 &mut vars,
                 "space_simple_name",
-                md_escape(&space.simple_name),
+                code_text(&shorten(&space.simple_name, shown.name)),
             );
             add_message(&mut vars, "bound", "");
             cards::render("bound", &vars)
         }
         Err(outcome) => {
-            set(&mut vars, "space_name", md_escape(space_key));
+            set(&mut vars, "space_name", md_text(space_key, shown.name));
             set(
                 &mut vars,
                 "detail",
-                md_escape(outcome.detail().unwrap_or_default()),
+                md_text(outcome.detail().unwrap_or_default(), shown.reason),
             );
             add_message(&mut vars, outcome.key(), "");
             cards::render("outcome", &vars)
@@ -534,7 +639,7 @@ pub fn outcome_only(outcome: &Outcome, action: Action, actor_open_id: Option<&st
     set(
         &mut vars,
         "detail",
-        md_escape(outcome.detail().unwrap_or_default()),
+        md_text(outcome.detail().unwrap_or_default(), FITS[1].reason),
     );
     add_message(&mut vars, outcome.key(), "");
     cards::render("outcome", &vars)

@@ -155,7 +155,7 @@ async fn confirm_on_card(client: &Client) -> bool {
         .unwrap_or_default();
     let confirm = client
         .find(Locator::XPath(
-            "(//div[contains(@class,'msg-bot')])[last()]//button[normalize-space(.)='Confirm']",
+            "(//div[contains(@class,'msg-bot')])[last()]//button[starts-with(normalize-space(.),'Confirm')]",
         ))
         .await;
     let (Some(select), Ok(confirm)) = (selects.first(), confirm) else {
@@ -201,6 +201,22 @@ async fn a_person_aborts_an_item_from_the_chat_page_in_headless_chromium() {
         .await
         .expect("the page loaded its state");
     assert_eq!(item_aborted(&client, 12345).await.as_deref(), Some("false"));
+
+    // The renderer decodes the entities Lark decodes in markdown, and only as text: an
+    // escaped `*` is a star, not emphasis; an escaped `&` keeps a typed entity as typed.
+    let shown = client
+        .execute(
+            "return LarkCard.markdown(arguments[0]).textContent",
+            vec![serde_json::json!(
+                "PDF export (first attempt) &#42;x&#42; &#91;l&#93;(u) &#38;#40; &#60;at id=all&#62;"
+            )],
+        )
+        .await
+        .expect("the renderer runs");
+    assert_eq!(
+        shown.as_str(),
+        Some("PDF export (first attempt) *x* [l](u) &#40; <at id=all>")
+    );
 
     // Ask without an option: the bot answers with a card that offers them.
     send(&client, "@abort-bot /abort 12345").await;

@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-use super::Recorded;
+use super::{Recorded, card_rules};
 
 /// A Lark user known to the emulator (the contact API).
 #[derive(Debug, Clone, Serialize)]
@@ -40,6 +40,14 @@ pub struct Message {
     pub updates: u32,
 }
 
+/// A card Lark refused (§4.3 codes), kept for tests and the sandbox's log.
+#[derive(Debug, Clone, Serialize)]
+pub struct Refusal {
+    pub endpoint: Endpoint,
+    pub code: i64,
+    pub msg: String,
+}
+
 /// What the emulator tells watchers (the sandbox page) as it happens.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -57,6 +65,8 @@ pub enum Endpoint {
     Patch,
     CardUpdate,
     Contact,
+    /// Not an API: the card in a bot's answer to a click, which the client shows.
+    CallbackAnswer,
 }
 
 #[derive(Debug)]
@@ -76,6 +86,8 @@ pub struct LarkState {
     /// Scripted failures: endpoint, status, code, and an `x-ogw-ratelimit-reset` to send.
     pub faults: VecDeque<(Endpoint, u16, i64, Option<u64>)>,
     pub requests: Vec<Recorded>,
+    /// Cards refused for breaking Lark's card rules or size limit.
+    pub refusals: Vec<Refusal>,
     next_id: u64,
 }
 
@@ -106,6 +118,7 @@ impl LarkEmulator {
                 card_tokens: HashMap::new(),
                 faults: VecDeque::new(),
                 requests: Vec::new(),
+                refusals: Vec::new(),
                 next_id: 1,
             })),
             activity,
@@ -143,6 +156,11 @@ impl LarkEmulator {
 
     pub fn requests_to(&self, method: &str, path_prefix: &str) -> Vec<Recorded> {
         super::matching(&self.state().requests, method, path_prefix)
+    }
+
+    /// The cards refused so far.
+    pub fn refusals(&self) -> Vec<Refusal> {
+        self.state().refusals.clone()
     }
 
     pub fn clear_requests(&self) {
@@ -196,10 +214,15 @@ impl LarkEmulator {
     }
 
     /// Shows the card a bot answered a click with (`{"card": {"type": "raw", "data": …}}`) in
-    /// place of the message's card, as the Lark client does; None for an unknown message.
+    /// place of the message's card, as the Lark client does; None for an unknown message or a
+    /// card that breaks the card rules (recorded as a refusal, like a refused update).
     pub fn apply_callback_card(&self, message_id: &str, card: Value) -> Option<Message> {
         let message = {
             let mut s = self.state();
+            let size = crate::cards::content_size(&card);
+            if refuse_card(&mut s, Endpoint::CallbackAnswer, size, &card).is_some() {
+                return None;
+            }
             let m = s.messages.get_mut(message_id)?;
             m.card = card;
             m.updates += 1;
@@ -248,6 +271,27 @@ fn parse_card_content(body: &Value) -> Option<Value> {
     (card.get("schema").and_then(Value::as_str) == Some("2.0")).then_some(card)
 }
 
+/// Lark's checks on a card it is asked to show (`protocol/lark.md` §4.3, §5.3): the request
+/// body within 30 KB (230025), then the card by the component table (230099 with the
+/// sub-code, path and message in `msg`). Both HTTP 400. A refusal is recorded.
+fn refuse_card(
+    s: &mut LarkState,
+    endpoint: Endpoint,
+    body_len: usize,
+    card: &Value,
+) -> Option<Response> {
+    let error = card_rules::check_size(body_len)
+        .and_then(|()| card_rules::check(card))
+        .err()?;
+    let msg = error.lark_msg();
+    s.refusals.push(Refusal {
+        endpoint,
+        code: error.code(),
+        msg: msg.clone(),
+    });
+    Some(answer(400, error.code(), &msg, json!({})))
+}
+
 async fn handle(
     State(emu): State<LarkEmulator>,
     method: Method,
@@ -268,7 +312,14 @@ async fn handle(
             &headers,
             &body,
         ));
-        emu_answer(&mut s, endpoint, &segments, &query, &headers, &json_body)
+        emu_answer(
+            &mut s,
+            endpoint,
+            &segments,
+            &query,
+            &headers,
+            (&json_body, body.len()),
+        )
     };
     if let Some(a) = activity {
         let _ = emu.activity.send(a);
@@ -282,7 +333,7 @@ fn emu_answer(
     segments: &[&str],
     query: &str,
     headers: &HeaderMap,
-    body: &Value,
+    (body, body_len): (&Value, usize),
 ) -> (Response, Option<Activity>) {
     let Some(endpoint) = endpoint else {
         return (answer(404, 404, "not found", json!({})), None);
@@ -338,10 +389,6 @@ fn emu_answer(
         }
         Some(_) => {}
     }
-    let mut new_id = || {
-        s.next_id += 1;
-        format!("om_emulated_{:06}", s.next_id)
-    };
     match endpoint {
         Endpoint::BotInfo => {
             let extra = json!({"bot": {"open_id": s.bot_open_id, "app_name": "abort-bot", "activate_status": 2, "ip_white_list": []}});
@@ -357,6 +404,9 @@ fn emu_answer(
                     None,
                 );
             };
+            if let Some(refused) = refuse_card(s, endpoint, body_len, &card) {
+                return (refused, None);
+            }
             let uuid = body.get("uuid").and_then(Value::as_str).unwrap_or_default();
             if uuid.len() > 50 {
                 return (answer(400, 230_001, "uuid longer than 50", json!({})), None);
@@ -390,7 +440,8 @@ fn emu_answer(
                     .map(str::to_owned);
                 (None, chat, false)
             };
-            let message_id = new_id();
+            s.next_id += 1;
+            let message_id = format!("om_emulated_{:06}", s.next_id);
             if !uuid.is_empty() {
                 s.uuids.insert(uuid.to_owned(), message_id.clone());
             }
@@ -417,6 +468,9 @@ fn emu_answer(
                     None,
                 );
             };
+            if let Some(refused) = refuse_card(s, endpoint, body_len, &card) {
+                return (refused, None);
+            }
             let Some(m) = s.messages.get_mut(id) else {
                 return (
                     answer(
@@ -445,6 +499,9 @@ fn emu_answer(
             let Some(card) = body.get("card").filter(|c| c.is_object()).cloned() else {
                 return (answer(400, 230_099, "card is required", json!({})), None);
             };
+            if let Some(refused) = refuse_card(s, endpoint, body_len, &card) {
+                return (refused, None);
+            }
             let Some(message_id) = s.card_tokens.get(&token).cloned() else {
                 return (
                     answer(400, 10_002, "card token invalid or expired", json!({})),
@@ -480,6 +537,8 @@ fn emu_answer(
                 ),
             }
         }
-        Endpoint::Token => (answer(404, 404, "not found", json!({})), None),
+        Endpoint::Token | Endpoint::CallbackAnswer => {
+            (answer(404, 404, "not found", json!({})), None)
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! codes and statuses). The sandbox runs the bot against them; the tests do too, and read the
 //! requests they recorded.
 
+pub mod card_rules;
 pub mod inbound;
 pub mod lark;
 pub mod lark_ws;

@@ -283,6 +283,11 @@ impl Drop for TestApp {
 }
 
 impl TestApp {
+    /// A URL on the emulated Lark.
+    pub fn lark_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.lark_addr)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
@@ -560,11 +565,14 @@ impl ClockExt for ManualClock {
     }
 }
 
-/// The first object in a card (depth first) whose `name` is `name`: a form field or a button.
+/// The first component in a card (depth first) whose `name` is `name` (a form field or a
+/// button in a form) or, for a button outside a form, which may carry no name, whose
+/// `element_id` is `name`.
 pub fn find_named<'a>(card: &'a Value, name: &str) -> Option<&'a Value> {
     match card {
         Value::Object(o) => {
-            if o.get("name").and_then(Value::as_str) == Some(name) && o.contains_key("tag") {
+            let named = o.get("name").or_else(|| o.get("element_id"));
+            if named.and_then(Value::as_str) == Some(name) && o.contains_key("tag") {
                 return Some(card);
             }
             o.values().find_map(|v| find_named(v, name))
@@ -734,8 +742,18 @@ impl TestApp {
         }
     }
 
-    /// What Lark does with a card in a callback answer: it replaces the message's card.
+    /// What Lark does with a card in a callback answer: it replaces the message's card, if
+    /// the card passes Lark's card rules (every answer in every test is held to them).
     fn show_card(&self, message_id: &str, card: Value) {
+        assert_eq!(
+            abort_bot::emulator::card_rules::check(&card),
+            Ok(()),
+            "Lark would refuse the card in the answer: {card}"
+        );
+        assert!(
+            abort_bot::cards::content_size(&card) <= abort_bot::cards::CARD_BUDGET,
+            "the card in the answer is too large"
+        );
         if let Some(m) = self.lark.state().messages.get_mut(message_id) {
             m.card = card;
         }

@@ -40,8 +40,10 @@
 
   // ---- markdown (the subset cards use) ----------------------------------------------------
 
-  function inline(src, ctx) {
-    const slots = [];
+  // `shared`: the placeholder slots of the enclosing call, so text nested in a link or font
+  // keeps its placeholders until the outermost call restores them all.
+  function inline(src, ctx, shared) {
+    const slots = shared || [];
     const keep = (html) => {
       slots.push(html);
       return "\u0000" + (slots.length - 1) + "\u0000";
@@ -49,18 +51,25 @@
     let s = src;
     // code spans first: nothing inside them is markup
     s = s.replace(/`([^`]+)`/g, (_, code) => keep('<code class="lc-code">' + escapeHtml(code) + "</code>"));
+    // HTML entities, which Lark decodes in markdown to show a character that would be markup
+    // (protocol/lark.md §5.3; the rich-text page's 特殊字符转义说明: `&#N;` numbers and the
+    // named &nbsp; &ensp; &emsp; &sim;). The decoded character is text, never markup again.
+    s = s.replace(ENTITY, (all, num, name) => {
+      const ch = num !== undefined ? decodeNumber(num) : NAMED[name];
+      return ch === undefined ? all : keep(escapeHtml(ch));
+    });
     // mentions: <at id=ou_x></at>, <at user_id="…"></at>, <at id=all></at>
     s = s.replace(/<at\s+(?:id|open_id|user_id|union_id|email)\s*=\s*["']?([^"'>\s]+)["']?\s*>(.*?)<\/at>/gi, (_, id, inner) => {
       const name = id === "all" ? (ctx.lang === "zh_cn" ? "所有人" : "all") : ctx.resolveAt(id) || inner || id;
       return keep('<span class="lc-at">@' + escapeHtml(name) + "</span>");
     });
     // <link url='…'>text</link>
-    s = s.replace(/<link\s+url\s*=\s*["']([^"']*)["'][^>]*>(.*?)<\/link>/gi, (_, url, text) => keep(link(url, inline(text, ctx))));
+    s = s.replace(/<link\s+url\s*=\s*["']([^"']*)["'][^>]*>(.*?)<\/link>/gi, (_, url, text) => keep(link(url, inline(text, ctx, slots))));
     // [text](url)
-    s = s.replace(/\[([^\]]*)\]\(([^)\s]*)\)/g, (_, text, url) => keep(link(url, inline(text, ctx))));
+    s = s.replace(/\[([^\]]*)\]\(([^)\s]*)\)/g, (_, text, url) => keep(link(url, inline(text, ctx, slots))));
     // <font color='red'>text</font> and <text_tag color='…'>text</text_tag>
     s = s.replace(/<font\s+color\s*=\s*["']?([a-z_-]+)["']?\s*>(.*?)<\/font>/gi, (_, color, text) =>
-      keep('<span class="lc-font-' + escapeHtml(color) + '">' + inline(text, ctx) + "</span>"));
+      keep('<span class="lc-font-' + escapeHtml(color) + '">' + inline(text, ctx, slots) + "</span>"));
     s = s.replace(/<text_tag\s+color\s*=\s*["']?([a-z_-]+)["']?\s*>(.*?)<\/text_tag>/gi, (_, color, text) =>
       keep('<span class="lc-tag lc-tag-' + escapeHtml(color) + '">' + escapeHtml(text) + "</span>"));
     // bare URLs become links, as in Feishu
@@ -69,11 +78,21 @@
     s = s.replace(/\*\*([^*]+)\*\*/g, "<b>$1</b>");
     s = s.replace(/(^|[^*])\*([^*\s][^*]*)\*/g, "$1<i>$2</i>");
     s = s.replace(/~~([^~]+)~~/g, "<s>$1</s>");
+    if (shared) return s;
     // placeholders may nest (a link inside bold), so restore until none is left
-    for (let i = 0; i < 4 && s.indexOf("\u0000") >= 0; i++) {
+    for (let i = 0; i < 8 && s.indexOf("\u0000") >= 0; i++) {
       s = s.replace(/\u0000(\d+)\u0000/g, (_, n) => slots[Number(n)]);
     }
     return s;
+  }
+
+  const ENTITY = /&(?:#(\d{1,7})|(nbsp|ensp|emsp|sim));/g;
+  const NAMED = { nbsp: "\u00a0", ensp: "\u2002", emsp: "\u2003", sim: "~" };
+
+  function decodeNumber(num) {
+    const n = Number(num);
+    if (!(n > 0 && n <= 0x10ffff) || (n >= 0xd800 && n <= 0xdfff)) return undefined;
+    return String.fromCodePoint(n);
   }
 
   function link(url, innerHtml) {
