@@ -15,6 +15,7 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Mode, Settings, StoreUrl};
 use crate::interact::{DEFAULT_BUDGET, Interact};
 use crate::lark::client::{LarkClient, LarkClientConfig};
+use crate::limits::Limits;
 use crate::lark::verify::Verifier;
 use crate::lark::ws::SessionLimits;
 use crate::lark::ws::client::{LinkStatus, LongConnection};
@@ -136,6 +137,7 @@ impl App {
             web_url: settings.project.web_url.clone(),
             clock: o.clock.clone(),
             metrics: clients.metrics.clone(),
+            limits: Limits::new(settings.max_items, settings.user_rate, o.clock.clone()),
         });
         let signer = Arc::new(Signer::new(settings.card_secret.clone()));
         let interact = Arc::new(Interact {
@@ -182,6 +184,7 @@ impl App {
                 service,
                 signer,
                 batch_confirm: settings.batch_confirm,
+                budget: DEFAULT_BUDGET,
             }),
             clock: o.clock,
             retention: settings.dedup_retention,

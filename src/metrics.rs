@@ -30,6 +30,11 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    pub limit: &'static str,
+}
+
 /// One upstream HTTP call, as the tap sees it.
 #[derive(Debug, Clone)]
 pub struct UpstreamCall {
@@ -50,6 +55,7 @@ pub struct Metrics {
     upstream: Family<UpstreamLabels, Counter>,
     upstream_seconds: Family<UpstreamLabels, Histogram>,
     outcomes: Family<OutcomeLabels, Counter>,
+    refused: Family<RefusedLabels, Counter>,
     tap: Option<Tap>,
 }
 
@@ -84,12 +90,19 @@ impl Metrics {
             upstream_seconds.clone(),
         );
         registry.register("outcomes", "Abort and restore outcomes", outcomes.clone());
+        let refused = Family::<RefusedLabels, Counter>::default();
+        registry.register(
+            "refused_by_limit",
+            "Commands and clicks refused by a limit, before any upstream call",
+            refused.clone(),
+        );
         Self {
             registry,
             inbound,
             upstream,
             upstream_seconds,
             outcomes,
+            refused,
             tap,
         }
     }
@@ -104,6 +117,11 @@ impl Metrics {
         self.outcomes
             .get_or_create(&OutcomeLabels { action, outcome })
             .inc();
+    }
+
+    /// A command or click refused by `limit` (`limit_items`, `limit_reason`, `limit_rate`).
+    pub fn refused(&self, limit: &'static str) {
+        self.refused.get_or_create(&RefusedLabels { limit }).inc();
     }
 
     pub fn upstream(&self, endpoint: &'static str, call: UpstreamCall) {

@@ -12,6 +12,7 @@ use crate::clock::SharedClock;
 use crate::domain::{Action, ReasonOption, WorkItemRef};
 use crate::lark::client::LarkClient;
 use crate::lark::message::UserIds;
+use crate::limits::{Limits, Refusal};
 use crate::metrics::Metrics;
 use crate::project::{ProjectClient, ProjectError, Space, WorkItem};
 use crate::store::Store;
@@ -37,6 +38,9 @@ pub enum Outcome {
     NotAUser,
     /// Rate limited, overloaded or down, after retries.
     Busy(String),
+    /// The PUT was sent but its answer never came: it may have gone through. Holds the
+    /// item's aborted state as read back afterwards, when that read succeeded.
+    Unconfirmed(Option<bool>),
     /// An error the bot has no better words for.
     Unexpected(String),
 }
@@ -65,6 +69,9 @@ impl Outcome {
             Outcome::NoSpace => "no_space",
             Outcome::NotAUser => "not_a_user",
             Outcome::Busy(_) => "busy",
+            Outcome::Unconfirmed(Some(true)) => "unconfirmed_aborted",
+            Outcome::Unconfirmed(Some(false)) => "unconfirmed_active",
+            Outcome::Unconfirmed(None) => "unconfirmed_unknown",
             Outcome::Unexpected(_) => "unexpected",
         }
     }
@@ -78,7 +85,13 @@ impl Outcome {
 
     /// Whether sending the same command again may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Outcome::Busy(_))
+        matches!(self, Outcome::Busy(_) | Outcome::Unconfirmed(_))
+    }
+
+    /// A failure that belongs to the person who asked, not to the items: someone else asking
+    /// the same may succeed.
+    pub fn is_personal(&self) -> bool {
+        matches!(self, Outcome::NoPermission | Outcome::NotAUser)
     }
 
     fn from_error(e: &ProjectError, stage: Stage) -> Outcome {
@@ -216,6 +229,8 @@ pub struct Service {
     pub web_url: Url,
     pub clock: SharedClock,
     pub metrics: Arc<Metrics>,
+    /// Refs per request, reason length, requests per person per minute.
+    pub limits: Limits,
 }
 
 /// The PUT's `X-IDEM-UUID`: the same request on the same item always gives the same value.
@@ -233,6 +248,16 @@ pub fn reply_uuid(message_id: &str) -> String {
 }
 
 impl Service {
+    /// Admits a request of `items` refs with `reason` by `who` before anything reaches
+    /// Feishu Project; a refusal is not counted against the person.
+    pub fn admit(&self, who: &UserIds, items: usize, reason: &str) -> Result<(), Refusal> {
+        let admitted = self.limits.admit(who, items, reason);
+        if let Err(refusal) = &admitted {
+            self.metrics.refused(refusal.key());
+        }
+        admitted
+    }
+
     /// The acting person's Feishu Project user_key: by union_id, then by enterprise email.
     pub async fn user_key(&self, actor: &UserIds) -> Result<String, Outcome> {
         let mut union_id = actor.union_id.clone();
@@ -294,6 +319,12 @@ impl Service {
 
     /// Runs an abort or restore on every ref, as the actor.
     pub async fn act(&self, req: &ActRequest) -> ActReport {
+        let user_key = self.user_key(&req.actor).await;
+        self.act_as(req, user_key).await
+    }
+
+    /// Like [`Service::act`], with the actor's user_key (or why there is none) already known.
+    pub async fn act_as(&self, req: &ActRequest, user_key: Result<String, Outcome>) -> ActReport {
         let mut report = ActReport {
             action: req.action,
             option: req.option,
@@ -301,7 +332,6 @@ impl Service {
             actor_open_id: req.actor.open_id.clone(),
             items: Vec::with_capacity(req.refs.len()),
         };
-        let user_key = self.user_key(&req.actor).await;
         let bound = self.binding(req.chat_id.as_deref()).await;
         for r in &req.refs {
             let item = match &user_key {
@@ -458,6 +488,22 @@ impl Service {
             .await;
         report.outcome = match result {
             Ok(()) => Outcome::Done,
+            // The key is derived from this request: a PUT it names was ours, and it landed.
+            Err(e) if e.code() == Some(10430) => Outcome::Done,
+            // Sent, but no answer: say what the item is now rather than guess.
+            Err(ProjectError::Timeout | ProjectError::Transport(_)) => {
+                match self.project.read_aborted(&item, user_key).await {
+                    Ok(Some(aborted)) if aborted == (req.action == Action::Abort) => {
+                        self.project.remember_aborted(&item, aborted).await;
+                        Outcome::Unconfirmed(Some(aborted))
+                    }
+                    Ok(state) => Outcome::Unconfirmed(state),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading the item back after a lost answer failed");
+                        Outcome::Unconfirmed(None)
+                    }
+                }
+            }
             Err(e) => match (Outcome::from_error(&e, Stage::Item), req.action) {
                 // Our own earlier PUT landed before a crash or a lost answer.
                 (Outcome::AlreadyAborted, Action::Abort)
@@ -466,8 +512,6 @@ impl Service {
                 {
                     Outcome::Done
                 }
-                // 10430: the server already took a PUT with this very key, i.e. ours.
-                _ if !first_try && e.code() == Some(10430) => Outcome::Done,
                 (outcome, _) => outcome,
             },
         };
