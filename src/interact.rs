@@ -130,9 +130,14 @@ impl Interact {
             reason,
             refs: value.items.clone(),
             chat_id: click.open_chat_id.clone(),
-            // One card acts once, so the card (not the click) names the request: a second
-            // click can never produce a second X-IDEM-UUID.
-            origin: format!("card:{}", value.nonce),
+            // One card acts once, so the card and the clicker (not the click) name the
+            // request: a double click can never produce a second X-IDEM-UUID, and a try that
+            // Feishu Project refused the clicker does not use up the key of whoever clicks next.
+            origin: format!(
+                "card:{}:{}",
+                value.nonce,
+                click.operator.open_id.as_deref().unwrap_or_default()
+            ),
             actor: click.operator.clone(),
         };
         let service = self.service.clone();
@@ -230,7 +235,12 @@ impl Interact {
     /// answer again), or by someone else (who, and the card as it is now). The name of who
     /// acted is looked up only within what is left of the budget; past it the toast says
     /// "someone else".
-    async fn already(&self, click: &CardClick, held: &CardClaim, started: Instant) -> CallbackAnswer {
+    async fn already(
+        &self,
+        click: &CardClick,
+        held: &CardClaim,
+        started: Instant,
+    ) -> CallbackAnswer {
         let card = held
             .result
             .as_deref()

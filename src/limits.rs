@@ -180,7 +180,11 @@ mod tests {
             })
         );
         let longest = "理".repeat(MAX_REASON_CHARS);
-        assert_eq!(limits.admit(&alice, 2, &longest), Ok(()), "characters, not bytes");
+        assert_eq!(
+            limits.admit(&alice, 2, &longest),
+            Ok(()),
+            "characters, not bytes"
+        );
         assert!(matches!(
             limits.admit(&alice, 1, ""),
             Err(Refusal::RateLimited { .. })

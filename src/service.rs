@@ -488,8 +488,6 @@ impl Service {
             .await;
         report.outcome = match result {
             Ok(()) => Outcome::Done,
-            // The key is derived from this request: a PUT it names was ours, and it landed.
-            Err(e) if e.code() == Some(10430) => Outcome::Done,
             // Sent, but no answer: say what the item is now rather than guess.
             Err(ProjectError::Timeout | ProjectError::Transport(_)) => {
                 match self.project.read_aborted(&item, user_key).await {
@@ -512,6 +510,8 @@ impl Service {
                 {
                     Outcome::Done
                 }
+                // 10430: the server already took a PUT with this very key, i.e. ours.
+                _ if !first_try && e.code() == Some(10430) => Outcome::Done,
                 (outcome, _) => outcome,
             },
         };

@@ -332,7 +332,11 @@ fn refusal_vars(refusal: &Refusal) -> Vars {
 pub fn refused(refusal: &Refusal, actor_open_id: Option<&str>) -> Value {
     let mut vars = refusal_vars(refusal);
     set(&mut vars, "subtitle", SUBTITLE);
-    set(&mut vars, "actor_open_id", actor_open_id.unwrap_or_default());
+    set(
+        &mut vars,
+        "actor_open_id",
+        actor_open_id.unwrap_or_default(),
+    );
     add_message(&mut vars, refusal.key(), "");
     cards::render("refused", &vars)
 }

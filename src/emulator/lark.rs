@@ -263,14 +263,7 @@ async fn handle(
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let endpoint = endpoint_of(&method, &segments);
     let json_body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let delay = match endpoint {
-        Some(Endpoint::Contact) => emu.state().contact_delay,
-        _ => None,
-    };
-    if let Some(d) = delay {
-        tokio::time::sleep(d).await;
-    }
-    let (response, activity) = {
+    let delay = {
         let mut s = emu.state();
         s.requests.push(Recorded::new(
             method.as_str(),
@@ -278,6 +271,16 @@ async fn handle(
             &headers,
             &body,
         ));
+        match endpoint {
+            Some(Endpoint::Contact) => s.contact_delay,
+            _ => None,
+        }
+    };
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+    let (response, activity) = {
+        let mut s = emu.state();
         emu_answer(&mut s, endpoint, &segments, &query, &headers, &json_body)
     };
     if let Some(a) = activity {

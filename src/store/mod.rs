@@ -93,7 +93,9 @@ pub struct ClaimRequest {
     /// After this the card cannot be clicked any more, so the claim can be forgotten.
     pub expires_at: i64,
     /// An unfinished claim taken before this is taken over (its holder crashed): acting
-    /// again is safe because the PUT's idempotency key comes from the card, not the click.
+    /// again is safe because the PUT's idempotency key comes from the card and the clicker,
+    /// not the click, and an item already changed answers a second person's PUT with
+    /// 20007/20008.
     pub stale_before: i64,
 }
 

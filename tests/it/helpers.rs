@@ -78,6 +78,8 @@ pub struct Options {
     /// `ABORT_BOT_MODE=websocket`: events come over the emulated long connection, which
     /// hands out a 1 s PingInterval and reconnects at once.
     pub websocket: bool,
+    /// More variables, set last (they win).
+    pub env: Vec<(&'static str, &'static str)>,
 }
 
 impl Default for Options {
@@ -87,6 +89,7 @@ impl Default for Options {
             default_project: Some("doc"),
             redis: None,
             websocket: false,
+            env: Vec::new(),
         }
     }
 }
@@ -191,6 +194,9 @@ async fn start(
             .set_client_config(json!({"PingInterval": 1, "ReconnectCount": -1,
                                            "ReconnectInterval": 1, "ReconnectNonce": 0}));
     }
+    for (name, value) in &options.env {
+        src.set(name, *value);
+    }
     let settings = Settings::from_sources(&src).expect("test settings");
     // Each bot gets its own runtime, so a test can kill it mid-work like a crash.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -284,6 +290,12 @@ impl TestApp {
             self.clock.clone(),
         )
         .await
+    }
+
+    /// Like [`TestApp::restart`], with more variables set.
+    pub async fn restart_with(mut self, env: Vec<(&'static str, &'static str)>) -> TestApp {
+        self.options.env.extend(env);
+        self.restart().await
     }
 
     /// A second handle on the bot's store (the same SQLite file or Redis database), for

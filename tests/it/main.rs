@@ -7,6 +7,7 @@ mod redis_server;
 mod card_snapshots;
 mod commands;
 mod interactive;
+mod limits;
 mod outcomes;
 mod rate_limits;
 mod redis_store;
