@@ -488,8 +488,13 @@ impl Service {
             .await;
         report.outcome = match result {
             Ok(()) => Outcome::Done,
-            // Sent, but no answer: say what the item is now rather than guess.
-            Err(ProjectError::Timeout | ProjectError::Transport(_)) => {
+            // Sent, but no answer: say what the item is now rather than guess. 10430 on a
+            // first try means a retry of this very PUT met its own earlier attempt, whose
+            // answer was lost (what a duplicate returns is unconfirmed: read the item).
+            Err(e)
+                if matches!(e, ProjectError::Timeout | ProjectError::Transport(_))
+                    || (first_try && e.code() == Some(10430)) =>
+            {
                 match self.project.read_aborted(&item, user_key).await {
                     Ok(Some(aborted)) if aborted == (req.action == Action::Abort) => {
                         self.project.remember_aborted(&item, aborted).await;

@@ -331,3 +331,42 @@ async fn a_failed_update_is_retried_on_the_same_card_never_a_second_reply() {
     );
     assert!(app.project.item(12345).expect("item").aborted);
 }
+
+#[tokio::test]
+async fn after_a_lost_answer_the_card_says_what_the_item_is_now() {
+    let app = spawn_app().await;
+    // The PUT lands but its answer never comes; the retry with the same key gets 10430.
+    app.project.push_fault(
+        abort_bot::emulator::project::Endpoint::Abort,
+        abort_bot::emulator::project::Fault::Hang { apply: true },
+    );
+    let message_id = app.send(ALICE, Chat::Group, "/abort 12345 repeat").await;
+    let reply = app.reply_to(&message_id).await;
+    assert_eq!(card_color(&reply.card), "wathet", "in progress first");
+    within("the result on the same card", 15, || {
+        app.lark
+            .message(&reply.message_id)
+            .is_some_and(|m| m.updates > 0)
+    })
+    .await;
+    let card = app.lark.message(&reply.message_id).expect("reply").card;
+    let text = card_text(&card);
+    assert!(text.contains("Not confirmed: 12345"), "{text}");
+    assert!(text.contains("it may have gone through"), "{text}");
+    assert!(
+        text.contains("the item is **aborted**"),
+        "read back: {text}"
+    );
+    assert!(!text.contains("nothing was changed"), "{text}");
+    let queries = app.project.requests_to("POST", "/open_api/");
+    assert!(
+        queries
+            .iter()
+            .filter(|r| r.path.ends_with("/work_item/story/query"))
+            .count()
+            >= 2,
+        "looked up, then read back"
+    );
+    assert_eq!(app.settled_replies(&message_id).await.len(), 1);
+    assert!(app.project.item(12345).expect("item").aborted);
+}
