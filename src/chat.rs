@@ -189,28 +189,26 @@ impl Chat {
                 .map_err(HandleError::Update);
         }
         let mut work = std::pin::pin!(work);
-        let card = match tokio::time::timeout(self.budget, &mut work).await {
-            Ok(card) => return self.reply_now(msg, &card).await,
-            Err(_) => {
-                let reply_id = self.reply(msg, &progress).await?;
-                let stored = service
-                    .store
-                    .remember_reply(
-                        msg.message_id.clone(),
-                        reply_id.clone(),
-                        service.clock.now_secs(),
-                    )
-                    .await;
-                if let Err(e) = stored {
-                    tracing::error!(error = %e, "cannot store the in-progress card's id");
-                }
-                let card = work.await;
-                (reply_id, card)
-            }
-        };
+        if let Ok(card) = tokio::time::timeout(self.budget, &mut work).await {
+            return self.reply_now(msg, &card).await;
+        }
+        let reply_id = self.reply(msg, &progress).await?;
+        let stored = service
+            .store
+            .remember_reply(
+                msg.message_id.clone(),
+                reply_id.clone(),
+                service.clock.now_secs(),
+            )
+            .await;
+        if let Err(e) = stored {
+            // A retry then replies again with the same uuid, which Lark drops.
+            tracing::error!(error = %e, "cannot store the in-progress card's id");
+        }
+        let card = work.await;
         service
             .lark
-            .patch_card(&card.0, &card.1)
+            .patch_card(&reply_id, &card)
             .await
             .map_err(HandleError::Update)
     }
