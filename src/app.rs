@@ -18,6 +18,7 @@ use crate::lark::client::{LarkClient, LarkClientConfig};
 use crate::lark::verify::Verifier;
 use crate::lark::ws::SessionLimits;
 use crate::lark::ws::client::{LinkStatus, LongConnection};
+use crate::limits::Limits;
 use crate::metrics::{Metrics, Tap};
 use crate::project::client::{ProjectClient, ProjectClientConfig};
 use crate::retry::RetryPolicy;
@@ -145,6 +146,7 @@ impl App {
             web_url: settings.project.web_url.clone(),
             clock: o.clock.clone(),
             metrics: clients.metrics.clone(),
+            limits: Limits::new(settings.max_items, settings.user_rate, o.clock.clone()),
         });
         let signer = Arc::new(Signer::new(settings.card_secret.clone()));
         let interact = Arc::new(Interact {
@@ -192,6 +194,7 @@ impl App {
                 service,
                 signer,
                 batch_confirm: settings.batch_confirm,
+                budget: DEFAULT_BUDGET,
             }),
             clock: o.clock,
             retention: settings.dedup_retention,

@@ -45,6 +45,7 @@ static TEMPLATES: &[(&str, &str)] = &[
     ("confirm_batch", include_str!("../cards/confirm_batch.json")),
     ("progress", include_str!("../cards/progress.json")),
     ("cancelled", include_str!("../cards/cancelled.json")),
+    ("refused", include_str!("../cards/refused.json")),
     (
         "parts/action_form",
         include_str!("../cards/parts/action_form.json"),

@@ -1,7 +1,11 @@
 //! What the bot does with one chat message: decide whether it is addressed, parse the command,
-//! run it through the service, and reply with a card in the same place (thread included).
+//! check it against the limits, run it through the service, and reply with a card in the same
+//! place (thread included). Work that outlasts the budget gets an "in progress" reply at once;
+//! the result then replaces that card.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -19,6 +23,8 @@ pub struct Chat {
     pub signer: Arc<Signer>,
     /// A command with more refs than this asks for confirmation first.
     pub batch_confirm: usize,
+    /// How long a command may work before an "in progress" card answers it.
+    pub budget: Duration,
 }
 
 /// Whether a failed message is worth another go later.
@@ -26,6 +32,8 @@ pub struct Chat {
 pub enum HandleError {
     #[error("replying failed: {0}")]
     Reply(#[source] LarkError),
+    #[error("putting the result on the card failed: {0}")]
+    Update(#[source] LarkError),
     #[error("could not tell whether the bot was mentioned: {0}")]
     BotInfo(#[source] LarkError),
 }
@@ -33,7 +41,9 @@ pub enum HandleError {
 impl HandleError {
     pub fn is_retryable(&self) -> bool {
         match self {
-            HandleError::Reply(e) | HandleError::BotInfo(e) => e.is_retryable(),
+            HandleError::Reply(e) | HandleError::Update(e) | HandleError::BotInfo(e) => {
+                e.is_retryable()
+            }
         }
     }
 }
@@ -52,97 +62,196 @@ impl Chat {
                 return Ok(false);
             }
         }
-        let web_url = &service.web_url;
         let actor = &msg.sender;
-        let card = match msg.text.as_deref().map(|t| command::parse(t, web_url)) {
-            None => views::help(Some(&command::ParseError::NotACommand)),
-            Some(Err(e)) => views::help(Some(&e)),
-            Some(Ok(Command::Help)) => views::help(None),
+        let open_id = actor.open_id.as_deref();
+        let parsed = msg
+            .text
+            .as_deref()
+            .map(|t| command::parse(t, &service.web_url));
+        match parsed {
+            None => {
+                let card = views::help(Some(&command::ParseError::NotACommand));
+                self.reply_now(msg, &card).await
+            }
+            Some(Err(e)) => self.reply_now(msg, &views::help(Some(&e))).await,
+            Some(Ok(Command::Help)) => self.reply_now(msg, &views::help(None)).await,
             Some(Ok(Command::Bind { space })) => {
-                let result = service.bind(&msg.chat_id, &space, actor).await;
-                views::bound(&result, &space, actor.open_id.as_deref())
+                if let Err(refusal) = service.admit(actor, 0, "") {
+                    return self
+                        .reply_now(msg, &views::refused(&refusal, open_id))
+                        .await
+                        .map(|()| true);
+                }
+                let work = async {
+                    let result = service.bind(&msg.chat_id, &space, actor).await;
+                    views::bound(&result, &space, open_id)
+                };
+                self.answer(msg, work, views::progress_lookup()).await
             }
             Some(Ok(Command::Act(cmd))) => {
-                let stamp = CardStamp::new(&self.signer, service.clock.now_secs());
-                let chat_id = Some(msg.chat_id.as_str());
-                // The sender is looked up once for the whole command.
-                let user_key = service.user_key(actor).await;
-                // The option word is read against the options of the items' space.
-                let menu = service
-                    .reason_menu(cmd.action, &cmd.refs, chat_id, &user_key)
-                    .await;
-                match &cmd.choice_with(&menu) {
-                    OptionChoice::Chosen { option, reason }
-                        if cmd.refs.len() > self.batch_confirm =>
-                    {
-                        let refs = service.with_spaces(&cmd.refs, chat_id).await;
-                        views::confirm_batch(
-                            &BatchRequest {
-                                action: cmd.action,
-                                option: option.clone(),
-                                option_label: menu.label(option),
-                                reason,
-                                refs: &refs,
-                                actor_open_id: actor.open_id.as_deref(),
-                                limit: self.batch_confirm,
-                            },
-                            &stamp,
-                        )
-                    }
-                    OptionChoice::Chosen { option, reason } => {
-                        let report = service
-                            .act_as(
-                                &ActRequest {
-                                    action: cmd.action,
-                                    option: option.clone(),
-                                    reason: reason.clone(),
-                                    refs: cmd.refs.clone(),
-                                    chat_id: Some(msg.chat_id.clone()),
-                                    origin: msg.message_id.clone(),
-                                    actor: actor.clone(),
-                                },
-                                user_key,
-                            )
-                            .await;
-                        views::act_report(&report, web_url, &stamp)
-                    }
-                    OptionChoice::Missing { reason } => {
-                        let ask = Ask {
-                            user_key: &user_key,
-                            menu,
-                            did_you_mean: None,
-                            reason,
-                        };
-                        self.picker(msg, &cmd, ask, &stamp).await
-                    }
-                    OptionChoice::DidYouMean {
-                        typed,
-                        suggestion,
-                        reason,
-                    } => {
-                        let ask = Ask {
-                            user_key: &user_key,
-                            menu,
-                            did_you_mean: Some((typed.as_str(), suggestion)),
-                            reason,
-                        };
-                        self.picker(msg, &cmd, ask, &stamp).await
-                    }
+                let reason = match &cmd.choice {
+                    OptionChoice::Chosen { reason, .. }
+                    | OptionChoice::Missing { reason }
+                    | OptionChoice::DidYouMean { reason, .. } => reason,
+                };
+                if let Err(refusal) = service.admit(actor, cmd.refs.len(), reason) {
+                    return self
+                        .reply_now(msg, &views::refused(&refusal, open_id))
+                        .await
+                        .map(|()| true);
                 }
+                let progress = match &cmd.choice {
+                    OptionChoice::Chosen { .. } => views::progress(cmd.action, &cmd.refs, open_id),
+                    _ => views::progress_lookup(),
+                };
+                self.answer(msg, self.act(msg, &cmd), progress).await
+            }
+        }?;
+        Ok(true)
+    }
+
+    /// The card an abort or restore command answers with.
+    async fn act(&self, msg: &ReceivedMessage, cmd: &ActCommand) -> Value {
+        let service = &self.service;
+        let actor = &msg.sender;
+        let web_url = &service.web_url;
+        let stamp = CardStamp::new(&self.signer, service.clock.now_secs());
+        let chat_id = Some(msg.chat_id.as_str());
+        // The sender is looked up once for the whole command.
+        let user_key = service.user_key(actor).await;
+        // The option word is read against the options of the items' space.
+        let menu = service
+            .reason_menu(cmd.action, &cmd.refs, chat_id, &user_key)
+            .await;
+        match &cmd.choice_with(&menu) {
+            OptionChoice::Chosen { option, reason }
+                if cmd.refs.len() > self.batch_confirm =>
+            {
+                let refs = service.with_spaces(&cmd.refs, chat_id).await;
+                views::confirm_batch(
+                    &BatchRequest {
+                        action: cmd.action,
+                        option: option.clone(),
+                        option_label: menu.label(option),
+                        reason,
+                        refs: &refs,
+                        actor_open_id: actor.open_id.as_deref(),
+                        limit: self.batch_confirm,
+                    },
+                    &stamp,
+                )
+            }
+            OptionChoice::Chosen { option, reason } => {
+                let report = service
+                    .act_as(
+                        &ActRequest {
+                            action: cmd.action,
+                            option: option.clone(),
+                            reason: reason.clone(),
+                            refs: cmd.refs.clone(),
+                            chat_id: Some(msg.chat_id.clone()),
+                            origin: msg.message_id.clone(),
+                            actor: actor.clone(),
+                        },
+                        user_key,
+                    )
+                    .await;
+                views::act_report(&report, web_url, &stamp)
+            }
+            OptionChoice::Missing { reason } => {
+                let ask = Ask {
+                    user_key: &user_key,
+                    menu,
+                    did_you_mean: None,
+                    reason,
+                };
+                self.picker(msg, cmd, ask, &stamp).await
+            }
+            OptionChoice::DidYouMean {
+                typed,
+                suggestion,
+                reason,
+            } => {
+                let ask = Ask {
+                    user_key: &user_key,
+                    menu,
+                    did_you_mean: Some((typed.as_str(), suggestion)),
+                    reason,
+                };
+                self.picker(msg, cmd, ask, &stamp).await
+            }
+        }
+    }
+
+    /// Answers with a card that needed no upstream call.
+    async fn reply_now(&self, msg: &ReceivedMessage, card: &Value) -> Result<(), HandleError> {
+        self.reply(msg, card).await.map(|_| ())
+    }
+
+    /// Answers with what `work` makes. Past the budget the answer is `progress` at once,
+    /// and the result replaces it. The id of that early card is stored before the work goes
+    /// on, so a retry or a restart updates the same card and never replies twice.
+    async fn answer(
+        &self,
+        msg: &ReceivedMessage,
+        work: impl Future<Output = Value>,
+        progress: Value,
+    ) -> Result<(), HandleError> {
+        let service = &self.service;
+        let earlier = match service.store.reply_of(msg.message_id.clone()).await {
+            Ok(earlier) => earlier,
+            Err(e) => {
+                // Replying again is still safe: the reply's uuid makes Lark drop a repeat.
+                tracing::error!(error = %e, "cannot read whether this command was answered");
+                None
             }
         };
-        let in_thread = msg.thread_id.is_some();
+        if let Some(reply_id) = earlier {
+            let card = work.await;
+            return service
+                .lark
+                .patch_card(&reply_id, &card)
+                .await
+                .map_err(HandleError::Update);
+        }
+        let mut work = std::pin::pin!(work);
+        if let Ok(card) = tokio::time::timeout(self.budget, &mut work).await {
+            return self.reply_now(msg, &card).await;
+        }
+        let reply_id = self.reply(msg, &progress).await?;
+        let stored = service
+            .store
+            .remember_reply(
+                msg.message_id.clone(),
+                reply_id.clone(),
+                service.clock.now_secs(),
+            )
+            .await;
+        if let Err(e) = stored {
+            // A retry then replies again with the same uuid, which Lark drops.
+            tracing::error!(error = %e, "cannot store the in-progress card's id");
+        }
+        let card = work.await;
         service
+            .lark
+            .patch_card(&reply_id, &card)
+            .await
+            .map_err(HandleError::Update)
+    }
+
+    /// Replies to the message with a card; the id of the reply.
+    async fn reply(&self, msg: &ReceivedMessage, card: &Value) -> Result<String, HandleError> {
+        let in_thread = msg.thread_id.is_some();
+        self.service
             .lark
             .reply_card(
                 &msg.message_id,
-                &card,
+                card,
                 in_thread,
                 &reply_uuid(&msg.message_id),
             )
             .await
-            .map_err(HandleError::Reply)?;
-        Ok(true)
+            .map_err(HandleError::Reply)
     }
 
     /// The interactive picker: the items looked up as the sender, the options to choose from.

@@ -34,6 +34,8 @@ pub const VARIABLES: &[&str] = &[
     "ABORT_BOT_MODE",
     "ABORT_BOT_CARD_SECRET",
     "ABORT_BOT_BATCH_CONFIRM",
+    "ABORT_BOT_MAX_ITEMS",
+    "ABORT_BOT_USER_RATE",
     "ABORT_BOT_LOG_FORMAT",
     "ABORT_BOT_REDIS_WAIT_REPLICAS",
     "ABORT_BOT_REDIS_WAIT_TIMEOUT",
@@ -102,6 +104,10 @@ pub struct Settings {
     /// Key that binds button values to their card.
     pub card_secret: SecretString,
     pub batch_confirm: usize,
+    /// Refs one command (or one click) may act on.
+    pub max_items: usize,
+    /// Commands and clicks that reach Feishu Project, per person per minute.
+    pub user_rate: usize,
     pub log_format: LogFormat,
     /// Replicas an acknowledging Redis write waits for (`WAIT`); None = do not wait.
     pub redis_wait: Option<crate::store::RedisWait>,
@@ -124,6 +130,8 @@ impl fmt::Debug for Settings {
             .field("dedup_retention", &self.dedup_retention)
             .field("mode", &self.mode)
             .field("batch_confirm", &self.batch_confirm)
+            .field("max_items", &self.max_items)
+            .field("user_rate", &self.user_rate)
             .field("log_format", &self.log_format)
             .field("redis_wait", &self.redis_wait)
             .field("max_connections", &self.max_connections)
@@ -293,6 +301,23 @@ impl Reader<'_> {
         self.sources.get(name).map(str::to_owned)
     }
 
+    /// A whole number of at least 1, `default` when unset.
+    fn count(&mut self, name: &'static str, default: usize) -> usize {
+        let Some(raw) = self.optional(name) else {
+            return default;
+        };
+        match raw.parse::<usize>() {
+            Ok(n) if n >= 1 => n,
+            _ => {
+                self.problem(
+                    name,
+                    format!("malformed: `{raw}` is not a whole number of at least 1"),
+                );
+                default
+            }
+        }
+    }
+
     fn url(&mut self, name: &'static str, default: &str) -> Url {
         let raw = self.sources.get(name).unwrap_or(default);
         match Url::parse(raw) {
@@ -419,19 +444,9 @@ impl Settings {
                 Mode::Webhook
             }
         };
-        let batch_raw = r
-            .optional("ABORT_BOT_BATCH_CONFIRM")
-            .unwrap_or_else(|| "5".into());
-        let batch_confirm = match batch_raw.parse::<usize>() {
-            Ok(n) if n >= 1 => n,
-            _ => {
-                r.problem(
-                    "ABORT_BOT_BATCH_CONFIRM",
-                    format!("malformed: `{batch_raw}` is not a whole number of at least 1"),
-                );
-                5
-            }
-        };
+        let batch_confirm = r.count("ABORT_BOT_BATCH_CONFIRM", 5);
+        let max_items = r.count("ABORT_BOT_MAX_ITEMS", 50);
+        let user_rate = r.count("ABORT_BOT_USER_RATE", 20);
         let log_format = match r.optional("ABORT_BOT_LOG_FORMAT").as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -489,6 +504,8 @@ impl Settings {
             mode,
             card_secret,
             batch_confirm,
+            max_items,
+            user_rate,
             log_format,
             redis_wait,
             max_connections,
@@ -602,6 +619,8 @@ mod tests {
         assert_eq!(s.dedup_retention, Duration::from_secs(86_400));
         assert_eq!(s.batch_confirm, 5);
         assert_eq!(s.max_connections, 4096);
+        assert_eq!(s.max_items, 50);
+        assert_eq!(s.user_rate, 20);
         assert!(s.lark.encrypt_key.is_none());
     }
 
@@ -620,16 +639,20 @@ mod tests {
             .set("ABORT_BOT_DEDUP_RETENTION", "forever")
             .set("LARK_BASE_URL", "ftp:/x")
             .set("ABORT_BOT_BATCH_CONFIRM", "0")
-            .set("ABORT_BOT_MAX_CONNECTIONS", "0");
+            .set("ABORT_BOT_MAX_CONNECTIONS", "0")
+            .set("ABORT_BOT_MAX_ITEMS", "many")
+            .set("ABORT_BOT_USER_RATE", "-3");
         let err = Settings::from_sources(&src).err().map(|e| e.to_string());
         let text = err.unwrap_or_default();
-        assert_eq!(text.lines().count(), 5, "{text}");
+        assert_eq!(text.lines().count(), 7, "{text}");
         for name in [
             "ABORT_BOT_LISTEN",
             "ABORT_BOT_DEDUP_RETENTION",
             "LARK_BASE_URL",
             "ABORT_BOT_BATCH_CONFIRM",
             "ABORT_BOT_MAX_CONNECTIONS",
+            "ABORT_BOT_MAX_ITEMS",
+            "ABORT_BOT_USER_RATE",
         ] {
             assert!(text.contains(name), "{name} missing in {text}");
         }
@@ -642,7 +665,7 @@ mod tests {
         let path = dir.path().join("bot.toml");
         let written = std::fs::write(
             &path,
-            "lark_app_id = \"cli_from_file\"\nlark_app_secret = \"s\"\nlark_verification_token = \"t\"\nfeishu_project_plugin_id = \"p\"\nfeishu_project_plugin_secret = \"q\"\nabort_bot_batch_confirm = 9\n",
+            "lark_app_id = \"cli_from_file\"\nlark_app_secret = \"s\"\nlark_verification_token = \"t\"\nfeishu_project_plugin_id = \"p\"\nfeishu_project_plugin_secret = \"q\"\nabort_bot_batch_confirm = 9\nabort_bot_user_rate = 7\n",
         );
         written.expect("write config file");
         let mut env = HashMap::new();
@@ -652,8 +675,8 @@ mod tests {
         );
         env.insert("LARK_APP_ID".to_string(), "cli_from_env".to_string());
         let s = Settings::from_sources(&Sources::from_env_map(&env));
-        let s = s.map(|s| (s.lark.app_id, s.batch_confirm));
-        assert_eq!(s.ok(), Some(("cli_from_env".to_string(), 9)));
+        let s = s.map(|s| (s.lark.app_id, s.batch_confirm, s.user_rate));
+        assert_eq!(s.ok(), Some(("cli_from_env".to_string(), 9, 7)));
     }
 
     #[test]

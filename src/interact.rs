@@ -4,11 +4,14 @@
 //!
 //! The order matters. The click is already stored under its dedup key by the route. Then:
 //! the value's HMAC and age are checked (a forged, unknown or expired value changes nothing);
-//! the form is checked (`other` needs a reason) before anything is stored, so the clicker can
-//! fix it and click again; then the card's one action is claimed durably under the card's
-//! nonce, so a double click, a redelivery or a second person gets a toast saying who already
-//! acted. The action runs under a 2.5 s budget; past it the answer is an "in progress" card
-//! and the result follows with the delayed-update API, or a PATCH of the message.
+//! the form is checked (`other` needs a reason) and the limits (items, reason length, the
+//! clicker's rate) before anything is stored, so the clicker can fix it and click again; the
+//! clicker's Feishu Project identity is looked up; only then is the card's one action claimed
+//! durably under the card's nonce, so a double click, a redelivery or a second person gets a
+//! toast saying who already acted. A failure that belongs to the clicker (not a user, no
+//! permission) gives the claim back and answers that person alone: the shared card stays as
+//! it was, usable by the others. The work runs under a 2.5 s budget; past it the clicker
+//! hears "working on it" and the result follows with the delayed-update API, or a PATCH.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,9 +22,9 @@ use tokio::time::Instant;
 use crate::card_value::{ButtonValue, CardStamp, Kind, Signer};
 use crate::cards::Vars;
 use crate::domain::ReasonOption;
-use crate::lark::card_action::{CallbackAnswer, CardClick};
-use crate::service::{ActRequest, Service};
-use crate::store::{Claim, ClaimRequest};
+use crate::lark::card_action::{CallbackAnswer, CardClick, Toast};
+use crate::service::{ActReport, ActRequest, Outcome, Service, reply_uuid};
+use crate::store::{CardClaim, Claim, ClaimRequest};
 use crate::views;
 
 /// JSON 2.0 cards can be used for 14 days after they were sent.
@@ -41,9 +44,22 @@ pub struct Interact {
     pub budget: Duration,
 }
 
+/// How a Go click ended.
+enum Step {
+    /// Acted: the toast and the card that shows the result (stored with the claim).
+    Acted(Toast, Value),
+    /// Failed for the clicker alone; the card's action was not taken (or was given back).
+    Personal(Outcome),
+    /// Someone (or this very click, delivered before) already took the card's action.
+    Held(CardClaim),
+    /// The store failed; nothing was done.
+    Failed,
+}
+
 impl Interact {
     /// Answers one click (already stored under its dedup key).
     pub async fn handle(&self, click: &CardClick) -> CallbackAnswer {
+        let started = Instant::now();
         let now = self.service.clock.now_secs();
         let value = match self.signer.verify(&click.value) {
             Ok(v) => v,
@@ -55,53 +71,58 @@ impl Interact {
         if now.saturating_sub(value.issued_at) > INTERACTION_WINDOW_SECS {
             return toast_only("warning", "toast_expired");
         }
-        let choice = match value.kind {
-            Kind::Cancel => None,
-            Kind::Go => match choose(&value, click) {
-                Ok(choice) => Some(choice),
-                Err(refusal) => return toast_only("warning", refusal),
-            },
+        if value.kind == Kind::Cancel {
+            return self.cancel(click, &value, started).await;
+        }
+        let (option, reason) = match choose(&value, click) {
+            Ok(choice) => choice,
+            Err(refusal) => return toast_only("warning", refusal),
         };
-        let claim = self
+        let admitted = self
             .service
-            .store
-            .claim_card(ClaimRequest {
-                nonce: value.nonce.clone(),
-                click_id: click.click_id.clone(),
-                kind: value.kind.key().to_owned(),
-                by_open_id: click.operator.open_id.clone().unwrap_or_default(),
-                now,
-                expires_at: value.issued_at.saturating_add(INTERACTION_WINDOW_SECS),
-                stale_before: now - STALE_CLAIM_SECS,
-            })
-            .await;
-        match claim {
+            .admit(&click.operator, value.items.len(), &reason);
+        if let Err(refusal) = admitted {
+            return CallbackAnswer {
+                toast: Some(views::toast_refused(&refusal)),
+                card: None,
+            };
+        }
+        self.go(click, value, option, reason, started).await
+    }
+
+    /// Cancel: claims the card and closes it; nothing reaches Feishu Project.
+    async fn cancel(
+        &self,
+        click: &CardClick,
+        value: &ButtonValue,
+        started: Instant,
+    ) -> CallbackAnswer {
+        let claim = claim_request(click, value, self.service.clock.now_secs());
+        match self.service.store.claim_card(claim).await {
             Ok(Claim::Granted) => {}
-            Ok(Claim::Held(held)) => return self.already(click, &held).await,
+            Ok(Claim::Held(held)) => return self.already(click, &held, started).await,
             Err(e) => {
                 tracing::error!(error = %e, "cannot claim a card; nothing done");
                 return toast_only("error", "toast_error");
             }
         }
         let clicker = click.operator.open_id.as_deref();
-        let Some((option, reason)) = choice else {
-            let card = views::cancelled(value.action, &value.items, clicker);
-            self.finish(&value.nonce, &card).await;
-            return CallbackAnswer {
-                toast: Some(views::toast("info", "toast_cancelled", &Vars::new())),
-                card: Some(card),
-            };
-        };
-        self.go(click, value, option, reason).await
+        let card = views::cancelled(value.action, &value.items, clicker);
+        self.finish(&value.nonce, &card).await;
+        CallbackAnswer {
+            toast: Some(views::toast("info", "toast_cancelled", &Vars::new())),
+            card: Some(card),
+        }
     }
 
-    /// Runs the action; answers with the result, or with "in progress" past the budget.
+    /// Runs the action; answers with the result, or with "working on it" past the budget.
     async fn go(
         &self,
         click: &CardClick,
         value: ButtonValue,
         option: ReasonOption,
         reason: String,
+        started: Instant,
     ) -> CallbackAnswer {
         let req = ActRequest {
             action: value.action,
@@ -109,28 +130,62 @@ impl Interact {
             reason,
             refs: value.items.clone(),
             chat_id: click.open_chat_id.clone(),
-            // One card acts once, so the card (not the click) names the request: a second
-            // click can never produce a second X-IDEM-UUID.
-            origin: format!("card:{}", value.nonce),
+            // One card acts once, so the card and the clicker (not the click) name the
+            // request: a double click can never produce a second X-IDEM-UUID, and a try that
+            // Feishu Project refused the clicker does not use up the key of whoever clicks next.
+            origin: format!(
+                "card:{}:{}",
+                value.nonce,
+                click.operator.open_id.as_deref().unwrap_or_default()
+            ),
             actor: click.operator.clone(),
         };
         let service = self.service.clone();
         let signer = self.signer.clone();
-        let nonce = value.nonce.clone();
+        let claim = claim_request(click, &value, service.clock.now_secs());
         let mut work = tokio::spawn(async move {
-            let report = service.act(&req).await;
+            // Who the clicker is, before the card's one action is taken: someone Feishu
+            // Project does not know leaves the card to the others.
+            let user_key = match service.user_key(&req.actor).await {
+                Ok(k) => k,
+                Err(outcome) => return Step::Personal(outcome),
+            };
+            let (nonce, click_id) = (claim.nonce.clone(), claim.click_id.clone());
+            match service.store.claim_card(claim).await {
+                Ok(Claim::Granted) => {}
+                Ok(Claim::Held(held)) => return Step::Held(held),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot claim a card; nothing done");
+                    return Step::Failed;
+                }
+            }
+            let report = service.act_as(&req, Ok(user_key)).await;
+            if let Some(outcome) = personal(&report) {
+                // Nothing changed, and only because of who clicked: the card is theirs no more.
+                if let Err(e) = service.store.release_card(nonce, click_id).await {
+                    tracing::error!(error = %e, "cannot give a card's action back");
+                }
+                return Step::Personal(outcome);
+            }
             let stamp = CardStamp::new(&signer, service.clock.now_secs());
             let card = views::act_report(&report, &service.web_url, &stamp);
             if let Err(e) = service.store.finish_card(nonce, card.to_string()).await {
                 tracing::error!(error = %e, "cannot store a card's result");
             }
-            (views::toast_result(&report), card)
+            Step::Acted(views::toast_result(&report), card)
         });
-        match tokio::time::timeout(self.budget, &mut work).await {
-            Ok(Ok((toast, card))) => CallbackAnswer {
+        let left = self.budget.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, &mut work).await {
+            Ok(Ok(Step::Acted(toast, card))) => CallbackAnswer {
                 toast: Some(toast),
                 card: Some(card),
             },
+            Ok(Ok(Step::Personal(outcome))) => CallbackAnswer {
+                toast: Some(views::toast_personal(&outcome)),
+                card: None,
+            },
+            Ok(Ok(Step::Held(held))) => self.already(click, &held, started).await,
+            Ok(Ok(Step::Failed)) => toast_only("error", "toast_error"),
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "a card action failed");
                 toast_only("error", "toast_error")
@@ -140,29 +195,52 @@ impl Interact {
                 let lark = self.service.lark.clone();
                 let token = click.card_token.clone();
                 let message_id = click.open_message_id.clone();
+                let clicker = click.operator.open_id.clone();
+                let click_id = click.click_id.clone();
+                let action = value.action;
                 tokio::spawn(async move {
-                    let Ok((_, card)) = work.await else {
-                        tracing::error!("a slow card action failed; the card stays in progress");
-                        return;
-                    };
-                    tokio::time::sleep_until(answered + AFTER_ANSWER).await;
-                    deliver_late(&lark, token.as_deref(), message_id.as_deref(), &card).await;
+                    match work.await {
+                        Ok(Step::Acted(_, card)) => {
+                            tokio::time::sleep_until(answered + AFTER_ANSWER).await;
+                            deliver_late(&lark, token.as_deref(), message_id.as_deref(), &card)
+                                .await;
+                        }
+                        // The clicker heard only "working on it": tell them alone, in a
+                        // direct message; the shared card was never touched.
+                        Ok(Step::Personal(outcome)) => {
+                            let Some(open_id) = clicker else {
+                                tracing::warn!("a slow click failed for a clicker with no open_id");
+                                return;
+                            };
+                            let card = views::outcome_only(&outcome, action, Some(&open_id));
+                            let uuid = reply_uuid(&format!("personal|{click_id}"));
+                            if let Err(e) = lark.send_card("open_id", &open_id, &card, &uuid).await
+                            {
+                                tracing::error!(error = %e, "cannot tell a clicker why nothing was done");
+                            }
+                        }
+                        // Someone else's click took the card; its own answer shows the result.
+                        Ok(Step::Held(_)) => {}
+                        Ok(Step::Failed) | Err(_) => {
+                            tracing::error!("a slow card action failed; the card stays as it was");
+                        }
+                    }
                 });
-                CallbackAnswer {
-                    toast: Some(views::toast("info", "toast_in_progress", &Vars::new())),
-                    card: Some(views::progress(
-                        value.action,
-                        &value.items,
-                        click.operator.open_id.as_deref(),
-                    )),
-                }
+                toast_only("info", "toast_working")
             }
         }
     }
 
     /// The answer when the card was used before: by this very click (a redelivery: the same
-    /// answer again), or by someone else (who, and the card as it is now).
-    async fn already(&self, click: &CardClick, held: &crate::store::CardClaim) -> CallbackAnswer {
+    /// answer again), or by someone else (who, and the card as it is now). The name of who
+    /// acted is looked up only within what is left of the budget; past it the toast says
+    /// "someone else".
+    async fn already(
+        &self,
+        click: &CardClick,
+        held: &CardClaim,
+        started: Instant,
+    ) -> CallbackAnswer {
         let card = held
             .result
             .as_deref()
@@ -180,12 +258,15 @@ impl Interact {
         let name = if by_you || held.by_open_id.is_empty() {
             None
         } else {
-            self.service
-                .lark
-                .contact(&held.by_open_id)
-                .await
-                .ok()
-                .and_then(|c| c.name)
+            let left = self.budget.saturating_sub(started.elapsed());
+            match tokio::time::timeout(left, self.service.lark.contact(&held.by_open_id)).await {
+                Ok(Ok(contact)) => contact.name,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot name who used the card");
+                    None
+                }
+                Err(_) => None,
+            }
         };
         CallbackAnswer {
             toast: Some(views::toast_already(
@@ -232,14 +313,35 @@ fn choose(value: &ButtonValue, click: &CardClick) -> Result<(ReasonOption, Strin
             .field("reason")
             .or(click.input_value.as_deref())
             .unwrap_or_default()
-            .chars()
-            .take(crate::card_value::MAX_REASON_CHARS)
-            .collect(),
+            .to_owned(),
     };
     if option.needs_reason() && reason.trim().is_empty() {
         return Err("toast_reason_needed");
     }
     Ok((option, reason.trim().to_owned()))
+}
+
+/// The claim a click makes on its card.
+fn claim_request(click: &CardClick, value: &ButtonValue, now: i64) -> ClaimRequest {
+    ClaimRequest {
+        nonce: value.nonce.clone(),
+        click_id: click.click_id.clone(),
+        kind: value.kind.key().to_owned(),
+        by_open_id: click.operator.open_id.clone().unwrap_or_default(),
+        now,
+        expires_at: value.issued_at.saturating_add(INTERACTION_WINDOW_SECS),
+        stale_before: now - STALE_CLAIM_SECS,
+    }
+}
+
+/// The outcome when every item failed for a reason that belongs to the clicker.
+fn personal(report: &ActReport) -> Option<Outcome> {
+    let first = report.items.first()?;
+    report
+        .items
+        .iter()
+        .all(|i| i.outcome.is_personal())
+        .then(|| first.outcome.clone())
 }
 
 fn toast_only(kind: &'static str, key: &str) -> CallbackAnswer {

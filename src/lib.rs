@@ -11,7 +11,8 @@
 //!   in SQLite or Redis.
 //! - [`worker`]: takes stored events from the inbox and runs them, after the ack.
 //! - [`command`]: chat text → [`command::Command`]; [`domain`] holds the validated vocabulary.
-//! - [`service`]: the one place that decides what an abort/restore does, free of HTTP.
+//! - [`service`]: the one place that decides what an abort/restore does, free of HTTP;
+//!   [`limits`] bounds what one request (and one person per minute) may ask of it.
 //! - [`project`]: the Feishu Project OpenAPI client (plugin token, lookups, the abort PUT).
 //! - [`cards`]: renders the JSON templates in `cards/` into Card JSON 2.0; [`views`] fills them.
 //! - [`interact`]: card clicks (both callback forms, read by [`lark::card_action`]): checks the
@@ -33,6 +34,7 @@ pub mod emulator;
 pub mod ingest;
 pub mod interact;
 pub mod lark;
+pub mod limits;
 pub mod metrics;
 pub mod project;
 pub mod retry;

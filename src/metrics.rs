@@ -118,6 +118,11 @@ impl LogLimiter {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    pub limit: &'static str,
+}
+
 /// One upstream HTTP call, as the tap sees it.
 #[derive(Debug, Clone)]
 pub struct UpstreamCall {
@@ -142,6 +147,7 @@ pub struct Metrics {
     refusal_log: LogLimiter,
     ws_reconnects: Counter,
     ws_stopped: Family<ReasonLabels, Counter>,
+    refused: Family<RefusedLabels, Counter>,
     tap: Option<Tap>,
 }
 
@@ -194,6 +200,12 @@ impl Metrics {
             "Times the long connection stopped for good: forbidden, connection_limit, endpoint_refused, gave_up",
             ws_stopped.clone(),
         );
+        let refused = Family::<RefusedLabels, Counter>::default();
+        registry.register(
+            "refused_by_limit",
+            "Commands and clicks refused by a limit, before any upstream call",
+            refused.clone(),
+        );
         Self {
             registry,
             inbound,
@@ -204,6 +216,7 @@ impl Metrics {
             refusal_log: LogLimiter::new(REFUSAL_LOG_EVERY),
             ws_reconnects,
             ws_stopped,
+            refused,
             tap,
         }
     }
@@ -245,6 +258,11 @@ impl Metrics {
         self.outcomes
             .get_or_create(&OutcomeLabels { action, outcome })
             .inc();
+    }
+
+    /// A command or click refused by `limit` (`limit_items`, `limit_reason`, `limit_rate`).
+    pub fn refused(&self, limit: &'static str) {
+        self.refused.get_or_create(&RefusedLabels { limit }).inc();
     }
 
     pub fn upstream(&self, endpoint: &'static str, call: UpstreamCall) {

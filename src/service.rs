@@ -12,6 +12,7 @@ use crate::clock::SharedClock;
 use crate::domain::{Action, ReasonMenu, ReasonOption, WorkItemRef};
 use crate::lark::client::LarkClient;
 use crate::lark::message::UserIds;
+use crate::limits::{Limits, Refusal};
 use crate::metrics::Metrics;
 use crate::project::{Freshness, ProjectClient, ProjectError, PutAnswer, Space, WorkItem};
 use crate::store::Store;
@@ -37,8 +38,9 @@ pub enum Outcome {
     NotAUser,
     /// Rate limited, overloaded or down, after retries; the PUT (if any) was refused.
     Busy(String),
-    /// The PUT was sent but no try of it got an answer: it may or may not have been applied.
-    Unanswered(String),
+    /// The PUT was sent but its answer never came: it may have gone through. Holds the
+    /// item's aborted state as read back afterwards, when that read succeeded.
+    Unconfirmed(Option<bool>),
     /// An error the bot has no better words for.
     Unexpected(String),
 }
@@ -67,21 +69,29 @@ impl Outcome {
             Outcome::NoSpace => "no_space",
             Outcome::NotAUser => "not_a_user",
             Outcome::Busy(_) => "busy",
-            Outcome::Unanswered(_) => "unanswered",
+            Outcome::Unconfirmed(Some(true)) => "unconfirmed_aborted",
+            Outcome::Unconfirmed(Some(false)) => "unconfirmed_active",
+            Outcome::Unconfirmed(None) => "unconfirmed_unknown",
             Outcome::Unexpected(_) => "unexpected",
         }
     }
 
     pub fn detail(&self) -> Option<&str> {
         match self {
-            Outcome::Busy(d) | Outcome::Unanswered(d) | Outcome::Unexpected(d) => Some(d),
+            Outcome::Busy(d) | Outcome::Unexpected(d) => Some(d),
             _ => None,
         }
     }
 
     /// Whether sending the same command again may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Outcome::Busy(_) | Outcome::Unanswered(_))
+        matches!(self, Outcome::Busy(_) | Outcome::Unconfirmed(_))
+    }
+
+    /// A failure that belongs to the person who asked, not to the items: someone else asking
+    /// the same may succeed.
+    pub fn is_personal(&self) -> bool {
+        matches!(self, Outcome::NoPermission | Outcome::NotAUser)
     }
 
     fn from_error(e: &ProjectError, stage: Stage) -> Outcome {
@@ -224,6 +234,8 @@ pub struct Service {
     pub web_url: Url,
     pub clock: SharedClock,
     pub metrics: Arc<Metrics>,
+    /// Refs per request, reason length, requests per person per minute.
+    pub limits: Limits,
 }
 
 /// The PUT's `X-IDEM-UUID`: the same request on the same item always gives the same value.
@@ -241,6 +253,16 @@ pub fn reply_uuid(message_id: &str) -> String {
 }
 
 impl Service {
+    /// Admits a request of `items` refs with `reason` by `who` before anything reaches
+    /// Feishu Project; a refusal is not counted against the person.
+    pub fn admit(&self, who: &UserIds, items: usize, reason: &str) -> Result<(), Refusal> {
+        let admitted = self.limits.admit(who, items, reason);
+        if let Err(refusal) = &admitted {
+            self.metrics.refused(refusal.key());
+        }
+        admitted
+    }
+
     /// The acting person's Feishu Project user_key: by union_id, then by enterprise email.
     pub async fn user_key(&self, actor: &UserIds) -> Result<String, Outcome> {
         let mut union_id = actor.union_id.clone();
@@ -553,7 +575,17 @@ impl Service {
                 &idem,
             )
             .await;
-        report.outcome = put_outcome(&answer, req.action, first_try);
+        report.outcome = match put_outcome(&answer, req.action, first_try) {
+            Some(outcome) => outcome,
+            // Sent, but nobody can say whether it landed: say what the item is now.
+            None => match self.project.read_aborted(&item, user_key).await {
+                Ok(state) => Outcome::Unconfirmed(state),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the item back after a lost answer failed");
+                    Outcome::Unconfirmed(None)
+                }
+            },
+        };
         report
     }
 
@@ -583,25 +615,29 @@ impl Service {
     }
 }
 
-/// What the PUT's answer means. A PUT whose answer was lost (an earlier try of this command,
-/// or of an earlier attempt at it after a crash or a redelivery, may have landed) is `done`
-/// when the server says the item is already in the target state (20007 / 20008) or that it
-/// already took a PUT with this very X-IDEM-UUID (10430, `protocol/feishu-project.md` §2.4).
-fn put_outcome(answer: &PutAnswer, action: Action, first_try: bool) -> Outcome {
+/// What the PUT's answer means; None when nobody can say whether it was applied (then the
+/// item is read back). A PUT whose answer was lost (an earlier try of this command, or of an
+/// earlier attempt at it after a crash or a redelivery, may have landed) is `done` when the
+/// server says the item is already in the target state (20007 / 20008) or that it already took
+/// a PUT with this very X-IDEM-UUID (10430, `protocol/feishu-project.md` §2.4).
+fn put_outcome(answer: &PutAnswer, action: Action, first_try: bool) -> Option<Outcome> {
     let Err(e) = &answer.result else {
-        return Outcome::Done;
+        return Some(Outcome::Done);
     };
     let ours_landed = !first_try || answer.unanswered;
     match (Outcome::from_error(e, Stage::Item), action) {
         (Outcome::AlreadyAborted, Action::Abort) | (Outcome::AlreadyRestored, Action::Restore)
             if ours_landed =>
         {
-            Outcome::Done
+            Some(Outcome::Done)
         }
-        _ if ours_landed && e.code() == Some(10430) => Outcome::Done,
-        // Ours may have landed, and no try since said so: nobody can say whether it was applied.
-        (Outcome::Busy(detail), _) if ours_landed => Outcome::Unanswered(detail),
-        (outcome, _) => outcome,
+        _ if ours_landed && e.code() == Some(10430) => Some(Outcome::Done),
+        // Ours may have landed, and no try since said so.
+        (Outcome::Busy(_), _) if ours_landed => None,
+        // 10430 on a first, answered try: what a duplicate returns is unconfirmed
+        // (`protocol/feishu-project.md` §2.4), so the item is read rather than guessed.
+        _ if e.code() == Some(10430) => None,
+        (outcome, _) => Some(outcome),
     }
 }
 
@@ -631,7 +667,7 @@ mod tests {
         for code in [10430, 20007] {
             assert_eq!(
                 put_outcome(&answer(Err(api(code)), true), Action::Abort, true),
-                Outcome::Done,
+                Some(Outcome::Done),
                 "{code}"
             );
         }
@@ -643,32 +679,37 @@ mod tests {
         ] {
             assert_eq!(
                 put_outcome(&answer(Err(api(code)), false), action, false),
-                Outcome::Done,
+                Some(Outcome::Done),
                 "{code}"
             );
         }
         // A first, answered try: the item really was in that state already.
         assert_eq!(
             put_outcome(&answer(Err(api(20007)), false), Action::Abort, true),
-            Outcome::AlreadyAborted
+            Some(Outcome::AlreadyAborted)
         );
         assert_eq!(
             put_outcome(&answer(Err(api(20008)), true), Action::Abort, true),
-            Outcome::AlreadyRestored,
+            Some(Outcome::AlreadyRestored),
             "the opposite state is not ours"
         );
-        // Never answered: neither done nor "nothing changed".
-        assert!(matches!(
+        // Never answered: neither done nor "nothing changed", but read back.
+        assert_eq!(
             put_outcome(
                 &answer(Err(ProjectError::Timeout), true),
                 Action::Abort,
                 true
             ),
-            Outcome::Unanswered(_)
-        ));
+            None
+        );
+        // 10430 on a first, answered try: read back too.
+        assert_eq!(
+            put_outcome(&answer(Err(api(10430)), false), Action::Abort, true),
+            None
+        );
         assert!(matches!(
             put_outcome(&answer(Err(api(10429)), false), Action::Abort, true),
-            Outcome::Busy(_)
+            Some(Outcome::Busy(_))
         ));
     }
 

@@ -9,6 +9,7 @@ use crate::cards::{self, Var, Vars, add_message, code_text, md_escape, set, shor
 use crate::command::ParseError;
 use crate::domain::{Action, ReasonMenu, ReasonOption, WorkItemRef, item_link};
 use crate::lark::card_action::Toast;
+use crate::limits::Refusal;
 use crate::service::{ActReport, BindResult, Found, ItemReport, Outcome};
 
 /// How much of the text typed by people or coming from Feishu Project a card shows. A card
@@ -411,6 +412,65 @@ pub fn progress(action: Action, items: &[WorkItemRef], clicker_open_id: Option<&
     add_subject(&mut vars, items);
     add_message(&mut vars, "progress", "");
     cards::render("progress", &vars)
+}
+
+/// The card shown while a typed command that only looks things up (the picker, `/bind`)
+/// outlasts its time budget.
+pub fn progress_lookup() -> Value {
+    let mut vars = Vars::new();
+    add_message(&mut vars, "progress_lookup", "");
+    cards::render("progress", &vars)
+}
+
+/// The numbers a refusal's words name.
+fn refusal_vars(refusal: &Refusal) -> Vars {
+    let mut vars = Vars::new();
+    match *refusal {
+        Refusal::TooManyItems { count, limit } => {
+            set(&mut vars, "count", count.to_string());
+            set(&mut vars, "limit", limit.to_string());
+        }
+        Refusal::ReasonTooLong { chars, limit } => {
+            set(&mut vars, "chars", chars.to_string());
+            set(&mut vars, "limit", limit.to_string());
+        }
+        Refusal::RateLimited {
+            limit,
+            retry_after_secs,
+        } => {
+            set(&mut vars, "limit", limit.to_string());
+            set(&mut vars, "retry_after", retry_after_secs.to_string());
+        }
+    }
+    vars
+}
+
+/// A typed command refused by a limit: which one, and what to do (for the rate: when).
+pub fn refused(refusal: &Refusal, actor_open_id: Option<&str>) -> Value {
+    let mut vars = refusal_vars(refusal);
+    set(
+        &mut vars,
+        "actor_open_id",
+        actor_open_id.unwrap_or_default(),
+    );
+    add_message(&mut vars, refusal.key(), "");
+    cards::render("refused", &vars)
+}
+
+/// A click refused by a limit: the clicker alone hears it, the card stays.
+pub fn toast_refused(refusal: &Refusal) -> Toast {
+    toast(
+        "warning",
+        &format!("toast_{}", refusal.key()),
+        &refusal_vars(refusal),
+    )
+}
+
+/// A click that failed for the clicker alone (no permission, not a user): the card stays.
+pub fn toast_personal(outcome: &Outcome) -> Toast {
+    let mut vars = Vars::new();
+    add_message(&mut vars, outcome.key(), "");
+    toast("error", "toast_personal", &vars)
 }
 
 /// The card after Cancel: nothing was changed.

@@ -85,6 +85,8 @@ pub struct LarkState {
     pub card_tokens: HashMap<String, String>,
     /// Scripted failures: endpoint, status, code, and an `x-ogw-ratelimit-reset` to send.
     pub faults: VecDeque<(Endpoint, u16, i64, Option<u64>)>,
+    /// The contact API answers after this long while set (a slow directory).
+    pub contact_delay: Option<std::time::Duration>,
     pub requests: Vec<Recorded>,
     /// Cards refused for breaking Lark's card rules or size limit.
     pub refusals: Vec<Refusal>,
@@ -117,6 +119,7 @@ impl LarkEmulator {
                 card_token_uses: HashMap::new(),
                 card_tokens: HashMap::new(),
                 faults: VecDeque::new(),
+                contact_delay: None,
                 requests: Vec::new(),
                 refusals: Vec::new(),
                 next_id: 1,
@@ -304,7 +307,7 @@ async fn handle(
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let endpoint = endpoint_of(&method, &segments);
     let json_body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let (response, activity) = {
+    let delay = {
         let mut s = emu.state();
         s.requests.push(Recorded::new(
             method.as_str(),
@@ -312,6 +315,16 @@ async fn handle(
             &headers,
             &body,
         ));
+        match endpoint {
+            Some(Endpoint::Contact) => s.contact_delay,
+            _ => None,
+        }
+    };
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+    let (response, activity) = {
+        let mut s = emu.state();
         emu_answer(
             &mut s,
             endpoint,

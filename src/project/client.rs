@@ -745,6 +745,24 @@ impl ProjectClient {
         Ok(Some(item))
     }
 
+    /// An item's aborted state read afresh (never from a cache), as `user_key`: after a PUT
+    /// whose answer was lost, what the item is now. None when the answer does not say.
+    pub async fn read_aborted(
+        &self,
+        item: &WorkItem,
+        user_key: &str,
+    ) -> Result<Option<bool>, ProjectError> {
+        let found = self
+            .query_item(
+                &item.project_key,
+                &item.work_item_type_key,
+                item.id,
+                user_key,
+            )
+            .await?;
+        Ok(found.and_then(|w| w.is_aborted))
+    }
+
     /// `PUT /open_api/:project_key/work_item/:type/:id/abort` as `user_key`.
     pub async fn abort(
         &self,

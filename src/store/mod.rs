@@ -1,5 +1,5 @@
 //! The durable store: the inbox of accepted events, dedup keys, chat bindings, the record
-//! of sent PUTs and who used each interactive card.
+//! of sent PUTs, the cards sent before their result, and who used each interactive card.
 //!
 //! [`Store`] is one handle over two backends, chosen by `ABORT_BOT_STORE`: SQLite (`sqlite`,
 //! the default: one file, nothing to run beside the bot) and Redis (`redis`, for hosts
@@ -107,7 +107,9 @@ pub struct ClaimRequest {
     /// After this the card cannot be clicked any more, so the claim can be forgotten.
     pub expires_at: i64,
     /// An unfinished claim taken before this is taken over (its holder crashed): acting
-    /// again is safe because the PUT's idempotency key comes from the card, not the click.
+    /// again is safe because the PUT's idempotency key comes from the card and the clicker,
+    /// not the click, and an item already changed answers a second person's PUT with
+    /// 20007/20008.
     pub stale_before: i64,
 }
 
@@ -220,6 +222,29 @@ impl Store {
     /// Stores the card that shows a claimed action's result.
     pub async fn finish_card(&self, nonce: String, result: String) -> Result<(), StoreError> {
         dispatch!(self.finish_card(nonce, result))
+    }
+
+    /// Gives a card's one action back, durably, when `click_id` holds it and has not
+    /// finished: the click failed for the clicker alone, so the card stays usable. True if
+    /// released.
+    pub async fn release_card(&self, nonce: String, click_id: String) -> Result<bool, StoreError> {
+        dispatch!(self.release_card(nonce, click_id))
+    }
+
+    /// Remembers the message_id of the card that answers a command (sent before the result
+    /// was known), so a retry or a restart updates that card instead of replying again.
+    pub async fn remember_reply(
+        &self,
+        message_id: String,
+        reply_id: String,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.remember_reply(message_id, reply_id, now))
+    }
+
+    /// The card already sent in answer to a command, if any.
+    pub async fn reply_of(&self, message_id: String) -> Result<Option<String>, StoreError> {
+        dispatch!(self.reply_of(message_id))
     }
 
     pub async fn binding(&self, chat_id: String) -> Result<Option<String>, StoreError> {

@@ -30,6 +30,7 @@
 //! | `abort-bot:inbox:pending` | sorted set | ids not yet finished, scored by id (oldest first) |
 //! | `abort-bot:put:<idem_uuid>` | string, TTL | sent_at of a PUT about to be sent |
 //! | `abort-bot:card:<nonce>` | hash, TTL until expiry + retention | click_id, kind, by_open_id, claimed_at, expires_at, result |
+//! | `abort-bot:reply:<message_id>` | string, TTL | message_id of the card that answers a command, once sent |
 //! | `abort-bot:binding:<chat_id>` | hash, no TTL | space, bound_by, bound_at |
 //! | `abort-bot:index:{seen,puts,cards,finished}` | sorted sets | what purge forgets, scored by the time it counts from |
 //!
@@ -69,6 +70,8 @@ static CLAIM_CARD: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/claim_card.lua")));
 static FINISH_CARD: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/finish_card.lua")));
+static RELEASE_CARD: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/release_card.lua")));
 static PURGE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/purge.lua")));
 
 fn key(parts: &[&str]) -> String {
@@ -476,6 +479,40 @@ impl RedisStore {
         self.run::<i64>(&FINISH_CARD, &[&key(&["card", &nonce])], &[&result])
             .await?;
         Ok(())
+    }
+
+    pub(super) async fn release_card(
+        &self,
+        nonce: String,
+        click_id: String,
+    ) -> Result<bool, StoreError> {
+        let released: i64 = self
+            .run(
+                &RELEASE_CARD,
+                &[&key(&["card", &nonce]), &key(&["index", "cards"])],
+                &[&nonce, &click_id],
+            )
+            .await?;
+        Ok(released == 1)
+    }
+
+    pub(super) async fn remember_reply(
+        &self,
+        message_id: String,
+        reply_id: String,
+        _now: i64,
+    ) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        c.set_ex::<_, _, ()>(key(&["reply", &message_id]), reply_id, self.ttl)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    pub(super) async fn reply_of(&self, message_id: String) -> Result<Option<String>, StoreError> {
+        let mut c = self.conn.clone();
+        c.get(key(&["reply", &message_id]))
+            .await
+            .map_err(|e| self.err(e))
     }
 
     pub(super) async fn binding(&self, chat_id: String) -> Result<Option<String>, StoreError> {

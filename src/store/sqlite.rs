@@ -61,6 +61,11 @@ CREATE TABLE IF NOT EXISTS sent_puts (
     idem_uuid TEXT PRIMARY KEY,
     sent_at   INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS replies (
+    message_id TEXT PRIMARY KEY,
+    reply_id   TEXT NOT NULL,
+    sent_at    INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS card_claims (
     nonce      TEXT PRIMARY KEY,
     click_id   TEXT NOT NULL,
@@ -287,6 +292,51 @@ impl SqliteStore {
         .await
     }
 
+    /// Gives a card's one action back when this click holds it unfinished.
+    pub(super) async fn release_card(
+        &self,
+        nonce: String,
+        click_id: String,
+    ) -> Result<bool, StoreError> {
+        self.run(move |c| {
+            c.execute(
+                "DELETE FROM card_claims WHERE nonce = ?1 AND click_id = ?2 AND result IS NULL",
+                params![nonce, click_id],
+            )
+            .map(|n| n == 1)
+        })
+        .await
+    }
+
+    pub(super) async fn remember_reply(
+        &self,
+        message_id: String,
+        reply_id: String,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO replies (message_id, reply_id, sent_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (message_id) DO UPDATE SET reply_id = ?2, sent_at = ?3",
+                params![message_id, reply_id, now],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    pub(super) async fn reply_of(&self, message_id: String) -> Result<Option<String>, StoreError> {
+        self.run(move |c| {
+            c.query_row(
+                "SELECT reply_id FROM replies WHERE message_id = ?1",
+                [message_id],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+        .await
+    }
+
     pub(super) async fn binding(&self, chat_id: String) -> Result<Option<String>, StoreError> {
         self.run(move |c| {
             c.query_row(
@@ -325,7 +375,8 @@ impl SqliteStore {
                 "DELETE FROM inbox WHERE status != 'pending' AND finished_at < ?1",
                 [before],
             )?;
-            let d = c.execute("DELETE FROM sent_puts WHERE sent_at < ?1", [before])?;
+            let d = c.execute("DELETE FROM sent_puts WHERE sent_at < ?1", [before])?
+                + c.execute("DELETE FROM replies WHERE sent_at < ?1", [before])?;
             // A card past its interaction window can no longer be clicked.
             let e = c.execute("DELETE FROM card_claims WHERE expires_at < ?1", [before])?;
             Ok(a + b + d + e)

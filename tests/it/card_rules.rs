@@ -12,7 +12,8 @@ use std::time::Duration;
 use abort_bot::card_value::{CardStamp, Signer};
 use abort_bot::cards::{CARD_BUDGET, content_size};
 use abort_bot::command::ParseError;
-use abort_bot::domain::{Action, WorkItemRef};
+use abort_bot::domain::{Action, ReasonChoice, ReasonMenu, ReasonOption, WorkItemRef};
+use abort_bot::limits::Refusal;
 use abort_bot::emulator::card_rules::{self, MAX_BODY_BYTES};
 use abort_bot::emulator::project::Item;
 use abort_bot::project::{Space, WorkItem};
@@ -53,6 +54,9 @@ fn outcomes() -> Vec<Outcome> {
         Outcome::NoSpace,
         Outcome::NotAUser,
         Outcome::Busy(detail.clone()),
+        Outcome::Unconfirmed(Some(true)),
+        Outcome::Unconfirmed(Some(false)),
+        Outcome::Unconfirmed(None),
         Outcome::Unexpected(detail),
     ];
     for o in &all {
@@ -69,6 +73,7 @@ fn outcomes() -> Vec<Outcome> {
             | Outcome::NoSpace
             | Outcome::NotAUser
             | Outcome::Busy(_)
+            | Outcome::Unconfirmed(_)
             | Outcome::Unexpected(_) => {}
         }
     }
@@ -149,11 +154,25 @@ fn reported(id: u64, outcome: Outcome, with_item: bool) -> ItemReport {
 fn report(action: Action, items: Vec<ItemReport>) -> ActReport {
     ActReport {
         action,
-        option: action.options()[action.options().len() - 1],
+        option: action.options()[action.options().len() - 1].clone(),
+        option_label: None,
+        opposite_menu: Some(space_menu(action.opposite())),
         reason: reason(),
         actor_open_id: Some(ACTOR.into()),
         items,
     }
+}
+
+/// A space's own options, as many and as long as a generous space could configure (Feishu
+/// Project documents no maximum for either): 30 options with labels of 100 wide characters.
+fn space_menu(action: Action) -> ReasonMenu {
+    let choices = (0..30)
+        .map(|i| ReasonChoice {
+            option: ReasonOption::parse_key(&format!("space_option_{i}")).expect("option value"),
+            label: Some(format!("{i}{}", "预算削减".repeat(25))),
+        })
+        .collect();
+    ReasonMenu::configured(action, choices)
 }
 
 /// Every card the views can make, by the template it comes from.
@@ -223,6 +242,20 @@ fn every_card() -> BTreeMap<&'static str, Vec<(String, Value)>> {
             });
         }
         let none = vec![Err(reported(12345, Outcome::NotAUser, false))];
+        let space_options = space_menu(action);
+        let picker = Picker {
+            action,
+            menu: &space_options,
+            lookups: &many,
+            did_you_mean: None,
+            reason: &reason(),
+            actor_open_id: Some(ACTOR),
+        };
+        add(
+            "picker",
+            format!("{action} many with the space's options"),
+            views::picker(&picker, &web(), &stamp()),
+        );
         let one = vec![Ok(found(12345))];
         for (what, lookups, did_you_mean) in [
             ("one", &one, None),
@@ -231,11 +264,12 @@ fn every_card() -> BTreeMap<&'static str, Vec<(String, Value)>> {
             (
                 "did you mean",
                 &one,
-                Some((typed.as_str(), action.options()[0])),
+                Some((typed.as_str(), &action.options()[0])),
             ),
         ] {
             let picker = Picker {
                 action,
+                menu: &ReasonMenu::defaults(action),
                 lookups,
                 did_you_mean,
                 reason: &reason(),
@@ -248,11 +282,13 @@ fn every_card() -> BTreeMap<&'static str, Vec<(String, Value)>> {
             );
         }
         // The batch confirmation, for a few and for the maximum.
+        let long_label = "预算削减".repeat(25);
         for n in [6, MAX_ITEMS] {
             let refs: Vec<WorkItemRef> = ids[..n].iter().map(|id| item_ref(*id)).collect();
             let req = BatchRequest {
                 action,
-                option: action.options()[action.options().len() - 1],
+                option: action.options()[action.options().len() - 1].clone(),
+                option_label: Some(&long_label),
                 reason: &reason(),
                 refs: &refs,
                 actor_open_id: Some(ACTOR),
@@ -277,6 +313,27 @@ fn every_card() -> BTreeMap<&'static str, Vec<(String, Value)>> {
                 views::cancelled(action, &refs, Some(ACTOR)),
             );
         }
+    }
+    add("progress", "lookup".into(), views::progress_lookup());
+    for refusal in [
+        Refusal::TooManyItems {
+            count: 100_000,
+            limit: MAX_ITEMS,
+        },
+        Refusal::ReasonTooLong {
+            chars: 1_000_000,
+            limit: 1000,
+        },
+        Refusal::RateLimited {
+            limit: 20,
+            retry_after_secs: 60,
+        },
+    ] {
+        add(
+            "refused",
+            refusal.key().into(),
+            views::refused(&refusal, Some(ACTOR)),
+        );
     }
     add("help", "plain".into(), views::help(None));
     for e in parse_errors() {

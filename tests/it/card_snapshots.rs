@@ -182,6 +182,48 @@ fn in_progress_and_cancelled() {
 }
 
 #[test]
+fn refusals_and_lookup_in_progress() {
+    use abort_bot::limits::Refusal;
+    let refusals = [
+        Refusal::TooManyItems {
+            count: 51,
+            limit: 50,
+        },
+        Refusal::ReasonTooLong {
+            chars: 1001,
+            limit: 1000,
+        },
+        Refusal::RateLimited {
+            limit: 20,
+            retry_after_secs: 37,
+        },
+    ];
+    for refusal in refusals {
+        insta::assert_json_snapshot!(refusal.key(), views::refused(&refusal, Some(ACTOR)));
+    }
+    let toasts: Map<String, Value> = refusals
+        .iter()
+        .map(|r| (r.key().to_owned(), views::toast_refused(r).to_json()))
+        .chain([
+            (
+                "personal_no_permission".to_owned(),
+                views::toast_personal(&Outcome::NoPermission).to_json(),
+            ),
+            (
+                "personal_not_a_user".to_owned(),
+                views::toast_personal(&Outcome::NotAUser).to_json(),
+            ),
+            (
+                "working".to_owned(),
+                views::toast("info", "toast_working", &Vars::new()).to_json(),
+            ),
+        ])
+        .collect();
+    insta::assert_json_snapshot!("refusal_toasts", Value::Object(toasts));
+    insta::assert_json_snapshot!("progress_lookup", views::progress_lookup());
+}
+
+#[test]
 fn toasts() {
     let mut all = Map::new();
     let mut add = |name: &str, toast: abort_bot::lark::card_action::Toast| {

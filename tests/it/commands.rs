@@ -252,3 +252,121 @@ async fn several_refs_give_one_card_with_a_row_each() {
         "12345 and 12348; 99999 is not found"
     );
 }
+
+/// Waits (bounded, generously: Feishu Project is slowed on purpose) until `pred` holds.
+async fn within(what: &str, secs: u64, pred: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !pred() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {secs} s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_slow_command_answers_in_progress_at_once_then_updates_that_card() {
+    let app = spawn_app().await;
+    // Each of the five calls (user, space, types, item, PUT) takes 700 ms: 3.5 s in all.
+    app.project.state().slow = Some(std::time::Duration::from_millis(700));
+    let message_id = app.send(ALICE, Chat::Group, "/abort 12345 repeat").await;
+    let reply = app.reply_to(&message_id).await;
+    assert_eq!(
+        card_color(&reply.card),
+        "wathet",
+        "{}",
+        card_text(&reply.card)
+    );
+    assert!(
+        card_text(&reply.card).contains("Aborting 12345"),
+        "{}",
+        card_text(&reply.card)
+    );
+    assert!(abort_puts(&app).is_empty(), "in progress before the PUT");
+
+    let patch_path = format!("/open-apis/im/v1/messages/{}", reply.message_id);
+    within("the result on the same card", 10, || {
+        !app.lark.requests_to("PATCH", &patch_path).is_empty()
+    })
+    .await;
+    let message = app.lark.message(&reply.message_id).expect("the reply");
+    assert_eq!(
+        card_color(&message.card),
+        "green",
+        "{}",
+        card_text(&message.card)
+    );
+    assert_eq!(message.updates, 1);
+    assert_eq!(app.settled_replies(&message_id).await.len(), 1, "one reply");
+    assert_eq!(app.lark.requests_to("PATCH", "/open-apis/").len(), 1);
+    assert_eq!(abort_puts(&app).len(), 1);
+}
+
+#[tokio::test]
+async fn a_failed_update_is_retried_on_the_same_card_never_a_second_reply() {
+    let app = spawn_app().await;
+    app.project.state().slow = Some(std::time::Duration::from_millis(700));
+    // The first update fails through every retry of the client; the worker tries again.
+    for _ in 0..4 {
+        app.lark
+            .push_fault(abort_bot::emulator::lark::Endpoint::Patch, 503, 1_000_503);
+    }
+    let message_id = app.send(ALICE, Chat::Group, "/abort 12345 repeat").await;
+    let reply = app.reply_to(&message_id).await;
+    assert_eq!(card_color(&reply.card), "wathet");
+    within("the result on the same card", 20, || {
+        app.lark
+            .message(&reply.message_id)
+            .is_some_and(|m| card_color(&m.card) == "green")
+    })
+    .await;
+    assert_eq!(app.settled_replies(&message_id).await.len(), 1, "one reply");
+    let puts = abort_puts(&app);
+    assert!(!puts.is_empty());
+    assert!(
+        puts.iter()
+            .all(|p| p.header("x-idem-uuid") == puts[0].header("x-idem-uuid")),
+        "a repeated PUT carries the same key"
+    );
+    assert!(app.project.item(12345).expect("item").aborted);
+}
+
+#[tokio::test]
+async fn after_a_lost_answer_the_card_says_what_the_item_is_now() {
+    let app = spawn_app().await;
+    // The PUT lands but its answer never comes; the retry with the same key gets 10430.
+    app.project.push_fault(
+        abort_bot::emulator::project::Endpoint::Abort,
+        abort_bot::emulator::project::Fault::Hang { apply: true },
+    );
+    let message_id = app.send(ALICE, Chat::Group, "/abort 12345 repeat").await;
+    let reply = app.reply_to(&message_id).await;
+    assert_eq!(card_color(&reply.card), "wathet", "in progress first");
+    within("the result on the same card", 15, || {
+        app.lark
+            .message(&reply.message_id)
+            .is_some_and(|m| m.updates > 0)
+    })
+    .await;
+    let card = app.lark.message(&reply.message_id).expect("reply").card;
+    let text = card_text(&card);
+    assert!(text.contains("Not confirmed: 12345"), "{text}");
+    assert!(text.contains("it may have gone through"), "{text}");
+    assert!(
+        text.contains("the item is **aborted**"),
+        "read back: {text}"
+    );
+    assert!(!text.contains("nothing was changed"), "{text}");
+    let queries = app.project.requests_to("POST", "/open_api/");
+    assert!(
+        queries
+            .iter()
+            .filter(|r| r.path.ends_with("/work_item/story/query"))
+            .count()
+            >= 2,
+        "looked up, then read back"
+    );
+    assert_eq!(app.settled_replies(&message_id).await.len(), 1);
+    assert!(app.project.item(12345).expect("item").aborted);
+}

@@ -326,6 +326,12 @@ impl TestApp {
         .await
     }
 
+    /// Like [`TestApp::restart`], with more variables set.
+    pub async fn restart_with(mut self, env: Vec<(&'static str, &'static str)>) -> TestApp {
+        self.options.extra.extend(env.into_iter().map(|(k, v)| (k, v.to_owned())));
+        self.restart().await
+    }
+
     /// A second handle on the bot's store (the same SQLite file or Redis database), for
     /// storing what no route queued.
     pub async fn open_store(&self) -> abort_bot::store::Store {

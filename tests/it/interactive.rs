@@ -285,11 +285,17 @@ async fn a_slow_upstream_answers_in_progress_then_uses_the_delayed_update() {
         clicked.elapsed
     );
     assert_eq!(clicked.toast_type(), "info", "{}", clicked.body);
-    let progress = clicked.card().expect("an in-progress card");
     assert!(
-        card_text(progress).contains("Aborting 12345"),
+        clicked.toast_en().contains("Working on it"),
         "{}",
-        card_text(progress)
+        clicked.body
+    );
+    // The shared card stays as it was until the result is known: if the action turns out
+    // to be the clicker's to fail, the others can still use it.
+    assert!(clicked.card().is_none(), "{}", clicked.body);
+    assert_eq!(
+        card_color(&app.lark.message(&message_id).expect("card").card),
+        "blue"
     );
 
     eventually("the delayed update", Duration::from_secs(8), || {
@@ -517,4 +523,193 @@ async fn a_picker_for_an_unknown_item_says_so_and_offers_nothing() {
     assert!(text.contains("not found"), "{text}");
     assert!(find_named(&card, "go").is_none(), "no Confirm for nothing");
     assert_eq!(card["schema"], "2.0");
+}
+
+/// Every request that could change a card already sent: a PATCH or a delayed update.
+fn card_updates(app: &TestApp) -> usize {
+    app.lark
+        .requests_to("PATCH", "/open-apis/im/v1/messages/")
+        .len()
+        + app
+            .lark
+            .requests_to("POST", "/open-apis/interactive/v1/card/update")
+            .len()
+}
+
+#[tokio::test]
+async fn a_click_without_permission_answers_the_clicker_and_leaves_the_card_to_the_others() {
+    let app = spawn_app().await;
+    let (message_id, card) = app
+        .say_for_card(BOB, Chat::Group, "/abort 12345 repeat")
+        .await;
+    assert_eq!(card_color(&card), "green");
+    assert_eq!(puts(&app).len(), 1);
+
+    // Carol is a Feishu Project user but not a member of the space.
+    let clicked = app
+        .click(
+            &ClickOn::button(&app, CAROL, &message_id, "go")
+                .form(json!({"option": "rollback", "reason": ""})),
+        )
+        .await;
+    assert_eq!(clicked.status, 200);
+    assert!(clicked.elapsed < Duration::from_secs(3));
+    assert_eq!(clicked.toast_type(), "error", "{}", clicked.body);
+    assert!(
+        clicked.toast_en().contains("no permission"),
+        "{}",
+        clicked.toast_en()
+    );
+    assert!(clicked.card().is_none(), "the card is not replaced");
+    assert_eq!(
+        app.lark.message(&message_id).expect("card").card,
+        card,
+        "Bob's card is as it was for the whole group"
+    );
+    assert_eq!(card_updates(&app), 0, "no PATCH, no delayed update");
+    assert!(
+        puts(&app)
+            .iter()
+            .skip(1)
+            .all(|p| p.header("x-user-key") == Some(CAROL.user_key)),
+        "only Carol's own try, which Feishu Project refused"
+    );
+    assert!(app.project.item(12345).expect("item").aborted);
+
+    // The card's one action is still there: Bob undoes.
+    let clicked = app
+        .click(
+            &ClickOn::button(&app, BOB, &message_id, "go")
+                .form(json!({"option": "rollback", "reason": ""})),
+        )
+        .await;
+    assert_eq!(clicked.toast_type(), "success", "{}", clicked.body);
+    assert_eq!(clicked.toast_en(), "Restored: 12345");
+    let bobs: Vec<_> = puts(&app)
+        .into_iter()
+        .filter(|p| p.header("x-user-key") == Some(BOB.user_key))
+        .collect();
+    assert_eq!(bobs.len(), 2, "Bob's abort, then Bob's undo");
+    assert!(!app.project.item(12345).expect("item").aborted);
+}
+
+#[tokio::test]
+async fn a_click_by_someone_feishu_project_does_not_know_takes_nothing() {
+    let app = spawn_app().await;
+    let (message_id, card) = app.say_for_card(ALICE, Chat::Group, "/abort 12345").await;
+    let clicked = app
+        .click(
+            &ClickOn::button(&app, DAVE, &message_id, "go")
+                .form(json!({"option": "test", "reason": ""})),
+        )
+        .await;
+    assert_eq!(clicked.toast_type(), "error", "{}", clicked.body);
+    assert!(
+        clicked.toast_en().contains("not a Feishu Project user"),
+        "{}",
+        clicked.toast_en()
+    );
+    assert!(clicked.card().is_none());
+    assert_eq!(app.lark.message(&message_id).expect("card").card, card);
+    assert!(puts(&app).is_empty());
+
+    let clicked = app
+        .click(
+            &ClickOn::button(&app, ALICE, &message_id, "go")
+                .form(json!({"option": "test", "reason": ""})),
+        )
+        .await;
+    assert_eq!(clicked.toast_type(), "success", "{}", clicked.body);
+    assert_eq!(puts(&app).len(), 1);
+}
+
+#[tokio::test]
+async fn already_used_answers_within_the_budget_when_the_contact_api_is_slow() {
+    let app = spawn_app().await;
+    let (message_id, _) = app.say_for_card(ALICE, Chat::Group, "/abort 12345").await;
+    let go = ClickOn::button(&app, ALICE, &message_id, "go");
+    let first = app
+        .click(&go.clone().form(json!({"option": "test", "reason": ""})))
+        .await;
+    assert_eq!(first.toast_type(), "success", "{}", first.body);
+
+    app.lark.state().contact_delay = Some(Duration::from_secs(6));
+    // Bob clicks the button of the card as it was (his client had not refreshed yet).
+    let second = app
+        .click(&ClickOn {
+            who: BOB,
+            event_id: new_event_id(),
+            ..go.form(json!({"option": "test", "reason": ""}))
+        })
+        .await;
+    assert_eq!(second.status, 200);
+    assert!(
+        second.elapsed < Duration::from_secs(3),
+        "answered within Lark's 3 s: {:?}",
+        second.elapsed
+    );
+    assert_eq!(second.toast_type(), "warning", "{}", second.body);
+    assert_eq!(
+        second.toast_en(),
+        "Already done by someone else; nothing was done twice."
+    );
+    assert!(
+        !app.lark
+            .requests_to("GET", "/open-apis/contact/")
+            .is_empty(),
+        "the name was asked for, within the budget"
+    );
+    assert_eq!(puts(&app).len(), 1);
+}
+
+#[tokio::test]
+async fn a_slow_click_that_fails_for_the_clicker_tells_them_alone() {
+    let app = spawn_app().await;
+    let (message_id, card) = app.say_for_card(ALICE, Chat::Group, "/abort 12345").await;
+    // Carol's identity lookup is slow: past the budget, the answer is "working on it".
+    app.project.push_fault(
+        Endpoint::UserQuery,
+        Fault::Delay(Duration::from_millis(3000)),
+    );
+    let clicked = app
+        .click(
+            &ClickOn::button(&app, CAROL, &message_id, "go")
+                .form(json!({"option": "test", "reason": ""})),
+        )
+        .await;
+    assert!(clicked.elapsed < Duration::from_secs(3));
+    assert_eq!(clicked.toast_type(), "info", "{}", clicked.body);
+    eventually("a direct message to Carol", Duration::from_secs(8), || {
+        app.lark
+            .requests_to("POST", "/open-apis/im/v1/messages?receive_id_type=open_id")
+            .iter()
+            .any(|r| r.body["receive_id"] == CAROL.open_id)
+    })
+    .await;
+    let sent = app
+        .lark
+        .requests_to("POST", "/open-apis/im/v1/messages?receive_id_type=open_id");
+    assert_eq!(sent.len(), 1);
+    let dm: serde_json::Value =
+        serde_json::from_str(sent[0].body["content"].as_str().unwrap_or_default()).expect("a card");
+    assert!(
+        card_text(&dm).contains("No permission"),
+        "{}",
+        card_text(&dm)
+    );
+    assert_eq!(card_updates(&app), 0);
+    assert_eq!(app.lark.message(&message_id).expect("card").card, card);
+
+    let clicked = app
+        .click(
+            &ClickOn::button(&app, ALICE, &message_id, "go")
+                .form(json!({"option": "test", "reason": ""})),
+        )
+        .await;
+    assert_eq!(clicked.toast_type(), "success", "{}", clicked.body);
+    let alices = puts(&app)
+        .into_iter()
+        .filter(|p| p.header("x-user-key") == Some(ALICE.user_key))
+        .count();
+    assert_eq!(alices, 1);
 }

@@ -10,6 +10,7 @@ mod commands;
 mod deploy;
 mod interactive;
 mod listener;
+mod limits;
 mod outcomes;
 mod project_side;
 mod rate_limits;

@@ -107,14 +107,18 @@ impl Running {
     }
 
     /// The bot's reply card to a page message, waited for (bounded).
+    /// The card that answers a message, once it shows the result: a command slower than
+    /// the bot's budget is answered "in progress" first and that card is then updated.
     async fn reply_card(&self, message_id: &str) -> Value {
-        for _ in 0..200 {
-            if let Some(m) = self.lark.replies_to(message_id).into_iter().next() {
+        for _ in 0..400 {
+            if let Some(m) = self.lark.replies_to(message_id).into_iter().next()
+                && color(&m.card) != "wathet"
+            {
                 return m.card;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("no reply to {message_id} within 5 s");
+        panic!("no reply to {message_id} with a result within 10 s");
     }
 
     async fn stop(mut self) {

@@ -83,6 +83,9 @@ fn outcome_cards() {
         Outcome::NotAUser,
         Outcome::Busy("10429 API Request Frequency Limit".into()),
         Outcome::Unexpected("20044 work item type disabled".into()),
+        Outcome::Unconfirmed(Some(true)),
+        Outcome::Unconfirmed(Some(false)),
+        Outcome::Unconfirmed(None),
     ];
     for outcome in outcomes {
         let name = format!("outcome_{}", outcome.key());

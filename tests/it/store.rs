@@ -72,6 +72,8 @@ conformance!(
     a_card_is_claimed_once_and_keeps_its_result,
     an_unfinished_claim_whose_holder_died_is_taken_over,
     purge_forgets_exactly_what_is_older_than_the_cut,
+    a_claim_given_back_frees_the_card_for_the_next_click,
+    the_card_that_answers_a_command_is_remembered,
 );
 
 fn event(n: u32) -> String {
@@ -299,6 +301,52 @@ async fn an_unfinished_claim_whose_holder_died_is_taken_over(b: Backing) {
         s.claim_card(claim("c4", "ou_a", 1102)).await,
         Ok(Claim::Granted)
     );
+}
+
+async fn a_claim_given_back_frees_the_card_for_the_next_click(b: Backing) {
+    let s = b.open().await;
+    assert_eq!(
+        s.claim_card(claim("c1", "ou_a", 1000)).await,
+        Ok(Claim::Granted)
+    );
+    // Only the holder gives it back.
+    assert_eq!(s.release_card("n1".into(), "c2".into()).await, Ok(false));
+    assert!(matches!(
+        s.claim_card(claim("c2", "ou_b", 1001)).await,
+        Ok(Claim::Held(_))
+    ));
+    assert_eq!(s.release_card("n1".into(), "c1".into()).await, Ok(true));
+    // Durably: a reopened store has forgotten it too.
+    drop(s);
+    let s = b.open().await;
+    assert_eq!(
+        s.claim_card(claim("c2", "ou_b", 1002)).await,
+        Ok(Claim::Granted)
+    );
+    s.finish_card("n1".into(), "{\"card\":2}".into())
+        .await
+        .expect("finish");
+    // A finished card keeps its one action.
+    assert_eq!(s.release_card("n1".into(), "c2".into()).await, Ok(false));
+    let Ok(Claim::Held(h)) = s.claim_card(claim("c3", "ou_a", 1003)).await else {
+        panic!("a finished card stays held");
+    };
+    assert_eq!(h.click_id, "c2");
+}
+
+async fn the_card_that_answers_a_command_is_remembered(b: Backing) {
+    let s = b.open().await;
+    assert_eq!(s.reply_of("om_1".into()).await, Ok(None));
+    s.remember_reply("om_1".into(), "om_reply_1".into(), 1000)
+        .await
+        .expect("remember");
+    drop(s);
+    let s = b.open().await;
+    assert_eq!(
+        s.reply_of("om_1".into()).await,
+        Ok(Some("om_reply_1".to_owned()))
+    );
+    assert_eq!(s.reply_of("om_2".into()).await, Ok(None));
 }
 
 async fn purge_forgets_exactly_what_is_older_than_the_cut(b: Backing) {
