@@ -24,33 +24,46 @@ struct Shown {
     reason: usize,
     /// Rows of a list of items; the rest is counted in an "and N more" line.
     rows: usize,
+    /// Characters of the label of a space's own option in a select (its value is never cut).
+    label: usize,
 }
 
-const FITS: [Shown; 5] = [
+const FITS: [Shown; 6] = [
     Shown {
         name: 200,
         reason: 1000,
         rows: usize::MAX,
+        label: 60,
     },
     Shown {
         name: 80,
         reason: 300,
         rows: usize::MAX,
+        label: 40,
     },
     Shown {
         name: 40,
         reason: 200,
         rows: 30,
+        label: 30,
     },
     Shown {
         name: 30,
         reason: 150,
         rows: 20,
+        label: 24,
     },
     Shown {
         name: 20,
         reason: 100,
         rows: 10,
+        label: 16,
+    },
+    Shown {
+        name: 16,
+        reason: 60,
+        rows: 5,
+        label: 12,
     },
 ];
 
@@ -190,7 +203,7 @@ fn act_report_shown(
         md_text(report.reason.trim(), shown.reason)
     };
     set(&mut vars, "reason", reason);
-    add_result_controls(&mut vars, report, stamp);
+    add_result_controls(&mut vars, report, stamp, shown);
     if let [item] = report.items.as_slice() {
         item_vars(&mut vars, item, web_url, shown);
         add_message(&mut vars, item.outcome.key(), "");
@@ -342,7 +355,7 @@ fn picker_shown(p: &Picker<'_>, web_url: &Url, stamp: &CardStamp<'_>, shown: Sho
         let cancel = stamp.value(Kind::Cancel, action, None, None, found);
         add_form(
             &mut vars,
-            menu,
+            &labels_cut(menu, shown.label),
             did_you_mean.map(|(_, o)| o),
             reason.trim(),
             go,
@@ -556,6 +569,17 @@ fn add_subject(vars: &mut Vars, refs: &[WorkItemRef]) {
     }
 }
 
+/// `menu` with a space's own labels cut to `chars` for a select (the values stay whole).
+fn labels_cut(menu: &ReasonMenu, chars: usize) -> ReasonMenu {
+    let mut menu = menu.clone();
+    for choice in &mut menu.choices {
+        if let Some(label) = &mut choice.label {
+            *label = shorten(label, chars);
+        }
+    }
+    menu
+}
+
 /// The words and style of a form's main button (`form_button_zh/en`, `form_intro_zh/en`).
 fn add_button_words(vars: &mut Vars, action: Action, words: &str) {
     let style = match action {
@@ -585,7 +609,7 @@ fn add_form(
             let mut row = Vars::new();
             set(&mut row, "opt_key", c.option.key());
             match &c.label {
-                // Plain text in a select option: no escaping.
+                // Plain text in a select option: no escaping (cut to fit by `labels_cut`).
                 Some(label) => {
                     set(&mut row, "opt_label_zh", label.as_str());
                     set(&mut row, "opt_label_en", label.as_str());
@@ -614,7 +638,7 @@ fn add_form(
 }
 
 /// Undo / Abort again for the items that changed, Retry for those that may succeed later.
-fn add_result_controls(vars: &mut Vars, report: &ActReport, stamp: &CardStamp<'_>) {
+fn add_result_controls(vars: &mut Vars, report: &ActReport, stamp: &CardStamp<'_>, shown: Shown) {
     let done: Vec<WorkItemRef> = report
         .items
         .iter()
@@ -633,7 +657,15 @@ fn add_result_controls(vars: &mut Vars, report: &ActReport, stamp: &CardStamp<'_
             Some(m) if m.action == opposite => m.clone(),
             _ => ReasonMenu::defaults(opposite),
         };
-        add_form(vars, &menu, None, "", go, None, words);
+        add_form(
+            vars,
+            &labels_cut(&menu, shown.label),
+            None,
+            "",
+            go,
+            None,
+            words,
+        );
     }
     let retry: Vec<WorkItemRef> = report
         .items

@@ -13,9 +13,9 @@ use abort_bot::card_value::{CardStamp, Signer};
 use abort_bot::cards::{CARD_BUDGET, content_size};
 use abort_bot::command::ParseError;
 use abort_bot::domain::{Action, ReasonChoice, ReasonMenu, ReasonOption, WorkItemRef};
-use abort_bot::limits::Refusal;
 use abort_bot::emulator::card_rules::{self, MAX_BODY_BYTES};
 use abort_bot::emulator::project::Item;
+use abort_bot::limits::Refusal;
 use abort_bot::project::{Space, WorkItem};
 use abort_bot::service::{ActReport, Found, ItemReport, Outcome};
 use abort_bot::views::{self, BatchRequest, Picker};
@@ -164,9 +164,9 @@ fn report(action: Action, items: Vec<ItemReport>) -> ActReport {
 }
 
 /// A space's own options, as many and as long as a generous space could configure (Feishu
-/// Project documents no maximum for either): 30 options with labels of 100 wide characters.
+/// Project documents no maximum for either): 12 options with labels of 100 wide characters.
 fn space_menu(action: Action) -> ReasonMenu {
-    let choices = (0..30)
+    let choices = (0..12)
         .map(|i| ReasonChoice {
             option: ReasonOption::parse_key(&format!("space_option_{i}")).expect("option value"),
             label: Some(format!("{i}{}", "预算削减".repeat(25))),
@@ -491,7 +491,10 @@ fn a_batch_too_big_to_show_whole_shows_its_first_rows_and_a_count_but_acts_on_al
 #[test]
 fn the_words_tell_the_cancel_option_from_the_cancel_button() {
     let cards = every_card();
-    let (_, picker) = &cards["picker"][0];
+    let (_, picker) = cards["picker"]
+        .iter()
+        .find(|(what, _)| what == "abort one")
+        .expect("the picker for one item");
     let text = card_text(picker);
     assert!(text.contains("Cancelled (no longer needed)"), "{text}");
     assert!(

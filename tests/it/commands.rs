@@ -334,12 +334,22 @@ async fn a_failed_update_is_retried_on_the_same_card_never_a_second_reply() {
 
 #[tokio::test]
 async fn after_a_lost_answer_the_card_says_what_the_item_is_now() {
-    let app = spawn_app().await;
-    // The PUT lands but its answer never comes; the retry with the same key gets 10430.
+    let app = spawn_with(Options {
+        upstream_timeout: std::time::Duration::from_secs(1),
+        ..Options::default()
+    })
+    .await;
+    // The PUT lands but no try of it is ever answered.
     app.project.push_fault(
         abort_bot::emulator::project::Endpoint::Abort,
         abort_bot::emulator::project::Fault::Hang { apply: true },
     );
+    for _ in 0..3 {
+        app.project.push_fault(
+            abort_bot::emulator::project::Endpoint::Abort,
+            abort_bot::emulator::project::Fault::Hang { apply: false },
+        );
+    }
     let message_id = app.send(ALICE, Chat::Group, "/abort 12345 repeat").await;
     let reply = app.reply_to(&message_id).await;
     assert_eq!(card_color(&reply.card), "wathet", "in progress first");

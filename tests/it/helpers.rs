@@ -328,7 +328,9 @@ impl TestApp {
 
     /// Like [`TestApp::restart`], with more variables set.
     pub async fn restart_with(mut self, env: Vec<(&'static str, &'static str)>) -> TestApp {
-        self.options.extra.extend(env.into_iter().map(|(k, v)| (k, v.to_owned())));
+        self.options
+            .extra
+            .extend(env.into_iter().map(|(k, v)| (k, v.to_owned())));
         self.restart().await
     }
 
@@ -412,6 +414,25 @@ impl TestApp {
         let resp = self.post_event(&event).await;
         assert_eq!(resp.status(), 200, "event accepted");
         self.reply_to(&message_id).await.card
+    }
+
+    /// Like [`TestApp::say`], but when the first answer is the "in progress" card, waits
+    /// (bounded, 30 s) for the result that replaces it and returns that.
+    pub async fn say_final(&self, who: Person, chat: Chat, text: &str) -> Value {
+        let message_id = self.send(who, chat, text).await;
+        let reply = self.reply_to(&message_id).await;
+        if card_color(&reply.card) != "wathet" {
+            return reply.card;
+        }
+        for _ in 0..1500 {
+            if let Some(m) = self.lark.message(&reply.message_id)
+                && m.updates > 0
+            {
+                return m.card;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the in-progress card for {message_id} was not updated within 30 s");
     }
 
     /// Sends `text` as `who` (like [`TestApp::say`]) without waiting for the reply; returns the

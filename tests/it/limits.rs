@@ -60,7 +60,15 @@ async fn more_refs_than_the_limit_get_a_card_naming_it_and_no_call() {
         "{}",
         card_text(&card)
     );
-    assert!(project_calls(&app).is_empty());
+    // Reading the option word against the space's options may look up the sender and the
+    // space; nothing about the items is looked up and nothing is changed before Confirm.
+    assert!(
+        project_calls(&app)
+            .iter()
+            .all(|r| !r.path.contains("/work_item/")),
+        "{:?}",
+        project_calls(&app)
+    );
 }
 
 #[tokio::test]

@@ -111,9 +111,13 @@ async fn a_put_never_answered_does_not_claim_nothing_changed() {
         app.project
             .push_fault(Endpoint::Abort, Fault::Hang { apply: false });
     }
-    let card = app.say(ALICE, Chat::Group, "/abort 12345 test").await;
+    let card = app.say_final(ALICE, Chat::Group, "/abort 12345 test").await;
     let text = card_text(&card);
-    assert!(text.contains("may or may not have been made"), "{text}");
+    assert!(text.contains("Not confirmed: 12345"), "{text}");
+    assert!(
+        text.contains("the item is **not aborted**"),
+        "read back: {text}"
+    );
     assert!(!text.contains("nothing was changed"), "{text}");
     assert!(
         find_named(&card, "retry").is_some(),
