@@ -49,6 +49,8 @@ pub struct Overrides {
     pub tap: Option<Tap>,
     /// How often the worker sweeps the inbox for pending events nobody queued.
     pub sweep_every: Duration,
+    /// How old (by the clock) a pending event must be before a sweep queues it.
+    pub sweep_grace: Duration,
 }
 
 impl Default for Overrides {
@@ -59,6 +61,7 @@ impl Default for Overrides {
             upstream_timeout: Duration::from_secs(10),
             tap: None,
             sweep_every: SWEEP_EVERY,
+            sweep_grace: SWEEP_GRACE,
         }
     }
 }
@@ -163,7 +166,7 @@ impl App {
             verifier,
             store: store.clone(),
             queue: tx,
-            metrics: clients.metrics,
+            metrics: clients.metrics.clone(),
             clock: o.clock.clone(),
             interact,
             link: (settings.mode == Mode::Websocket).then(LinkStatus::default),
@@ -186,7 +189,8 @@ impl App {
             clock: o.clock,
             retention: settings.dedup_retention,
             sweep_every: o.sweep_every,
-            sweep_grace: SWEEP_GRACE,
+            sweep_grace: o.sweep_grace,
+            metrics: clients.metrics,
         };
         Ok(App {
             listener,

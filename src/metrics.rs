@@ -50,6 +50,8 @@ pub struct Metrics {
     upstream: Family<UpstreamLabels, Counter>,
     upstream_seconds: Family<UpstreamLabels, Histogram>,
     outcomes: Family<OutcomeLabels, Counter>,
+    sweeps: Counter,
+    swept: Counter,
     tap: Option<Tap>,
 }
 
@@ -84,12 +86,26 @@ impl Metrics {
             upstream_seconds.clone(),
         );
         registry.register("outcomes", "Abort and restore outcomes", outcomes.clone());
+        let sweeps = Counter::default();
+        let swept = Counter::default();
+        registry.register(
+            "inbox_sweeps",
+            "Completed sweeps of the inbox for pending events nobody queued",
+            sweeps.clone(),
+        );
+        registry.register(
+            "inbox_swept",
+            "Pending events a sweep found and queued",
+            swept.clone(),
+        );
         Self {
             registry,
             inbound,
             upstream,
             upstream_seconds,
             outcomes,
+            sweeps,
+            swept,
             tap,
         }
     }
@@ -104,6 +120,12 @@ impl Metrics {
         self.outcomes
             .get_or_create(&OutcomeLabels { action, outcome })
             .inc();
+    }
+
+    /// One sweep of the inbox finished, having queued `queued` events.
+    pub fn sweep(&self, queued: usize) {
+        self.swept.inc_by(u64::try_from(queued).unwrap_or(u64::MAX));
+        self.sweeps.inc();
     }
 
     pub fn upstream(&self, endpoint: &'static str, call: UpstreamCall) {
