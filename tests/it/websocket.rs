@@ -286,8 +286,8 @@ async fn a_connection_limit_refusal_stops_retrying_but_not_the_server() {
     ws.push_endpoint_fault(1_000_040_350);
     ws.drop_connections();
     wait_until("the refused endpoint call", || ws.endpoint_calls() == 2).await;
-    // Longer than ReconnectInterval (1 s): no further attempt.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The long connection has stopped for good: no further attempt can come.
+    readyz_becomes(&app, 503, "long connection stopped").await;
     assert_eq!(ws.endpoint_calls(), 2);
     assert_eq!(ws.connections(), 1);
     let health = app.http.get(app.url("/healthz")).send().await.expect("up");
@@ -329,7 +329,7 @@ async fn readiness_follows_the_long_connection() {
     ws.drop_connections();
     wait_until("the fatal endpoint call", || ws.endpoint_calls() == 4).await;
     readyz_becomes(&app, 503, "long connection stopped").await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Stopped means its reconnect loop has returned: the count is final.
     assert_eq!(ws.endpoint_calls(), 4);
     assert_eq!(
         app.readyz().await,
@@ -364,8 +364,8 @@ async fn graceful_stop_closes_the_connection_and_does_not_reconnect() {
 
     let ws = app.lark.ws();
     app.stop().await.expect("graceful stop");
+    // `stop` returned only after the long connection's task ended: nothing can reconnect.
     wait_until("the bot's close frame", || ws.closed_by_bot() == 1).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(ws.connections(), 1);
     assert_eq!(ws.open_connections(), 0);
 }
