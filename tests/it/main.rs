@@ -8,6 +8,7 @@ mod card_snapshots;
 mod commands;
 mod interactive;
 mod outcomes;
+mod props;
 mod rate_limits;
 mod redis_store;
 mod reliability;
