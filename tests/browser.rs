@@ -257,6 +257,10 @@ async fn a_person_aborts_an_item_from_the_chat_page_in_headless_chromium() {
         log.contains("PUT") && log.contains("/work_item/story/12345/abort"),
         "the request log lists the PUT: {log}"
     );
+    assert!(
+        log.contains("card.action.trigger"),
+        "the click reached the bot as a card callback: {log}"
+    );
 
     animations_done(&client).await;
     let shot = save_screenshot(&client, "sandbox-screenshot.png").await;
