@@ -53,6 +53,8 @@ pub struct Overrides {
     /// How long the listener waits for a request's headers, then for its body.
     pub header_timeout: Duration,
     pub body_timeout: Duration,
+    /// How old (by the clock) a pending event must be before a sweep queues it.
+    pub sweep_grace: Duration,
 }
 
 impl Default for Overrides {
@@ -65,6 +67,7 @@ impl Default for Overrides {
             sweep_every: SWEEP_EVERY,
             header_timeout: READ_TIMEOUT,
             body_timeout: READ_TIMEOUT,
+            sweep_grace: SWEEP_GRACE,
         }
     }
 }
@@ -174,7 +177,7 @@ impl App {
             verifier,
             store: store.clone(),
             queue: tx,
-            metrics: clients.metrics,
+            metrics: clients.metrics.clone(),
             clock: o.clock.clone(),
             interact,
             link: (settings.mode == Mode::Websocket).then(LinkStatus::default),
@@ -199,7 +202,8 @@ impl App {
             clock: o.clock,
             retention: settings.dedup_retention,
             sweep_every: o.sweep_every,
-            sweep_grace: SWEEP_GRACE,
+            sweep_grace: o.sweep_grace,
+            metrics: clients.metrics,
         };
         Ok(App {
             listener,

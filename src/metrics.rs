@@ -148,6 +148,8 @@ pub struct Metrics {
     ws_reconnects: Counter,
     ws_stopped: Family<ReasonLabels, Counter>,
     refused: Family<RefusedLabels, Counter>,
+    sweeps: Counter,
+    swept: Counter,
     tap: Option<Tap>,
 }
 
@@ -206,6 +208,18 @@ impl Metrics {
             "Commands and clicks refused by a limit, before any upstream call",
             refused.clone(),
         );
+        let sweeps = Counter::default();
+        let swept = Counter::default();
+        registry.register(
+            "inbox_sweeps",
+            "Completed sweeps of the inbox for pending events nobody queued",
+            sweeps.clone(),
+        );
+        registry.register(
+            "inbox_swept",
+            "Pending events a sweep found and queued",
+            swept.clone(),
+        );
         Self {
             registry,
             inbound,
@@ -217,6 +231,8 @@ impl Metrics {
             ws_reconnects,
             ws_stopped,
             refused,
+            sweeps,
+            swept,
             tap,
         }
     }
@@ -263,6 +279,12 @@ impl Metrics {
     /// A command or click refused by `limit` (`limit_items`, `limit_reason`, `limit_rate`).
     pub fn refused(&self, limit: &'static str) {
         self.refused.get_or_create(&RefusedLabels { limit }).inc();
+    }
+
+    /// One sweep of the inbox finished, having queued `queued` events.
+    pub fn sweep(&self, queued: usize) {
+        self.swept.inc_by(u64::try_from(queued).unwrap_or(u64::MAX));
+        self.sweeps.inc();
     }
 
     pub fn upstream(&self, endpoint: &'static str, call: UpstreamCall) {

@@ -16,6 +16,7 @@ use tracing::Instrument;
 use crate::chat::Chat;
 use crate::clock::SharedClock;
 use crate::lark::message::ReceivedMessage;
+use crate::metrics::Metrics;
 use crate::store::{Finish, InboxItem, Store};
 
 /// Attempts before an event is given up on (and logged as failed).
@@ -109,6 +110,8 @@ pub struct Worker {
     pub sweep_every: Duration,
     /// How old a pending event must be before the sweep queues it ([`SWEEP_GRACE`]).
     pub sweep_grace: Duration,
+    /// Counts sweeps and what they queued.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Worker {
@@ -192,6 +195,7 @@ impl Worker {
                 "queued pending events nothing else had queued"
             );
         }
+        self.metrics.sweep(queued);
     }
 
     async fn process(&self, item: InboxItem, requeue: Queue) {

@@ -1,6 +1,7 @@
 //! A real browser on the sandbox page: headless Chromium (Debian's `chromium` and
 //! `chromium-driver`) types a command into the chat, answers the bot's card, and sees the work
-//! item change in the item panel. It leaves a screenshot at `target/sandbox-screenshot.png`.
+//! item change in the item panel. It clicks the card's Confirm or fails: it never types the
+//! option instead. It leaves a screenshot at `target/sandbox-screenshot.png`.
 //!
 //! CI installs Chromium, so a missing browser fails this test instead of skipping it.
 
@@ -146,26 +147,40 @@ async fn save_screenshot(client: &Client, name: &str) -> PathBuf {
     path
 }
 
-/// On the bot's latest card: pick `repeat` in its select and press Confirm. False when the
-/// card has no such controls (a bot without the interactive picker).
-async fn confirm_on_card(client: &Client) -> bool {
-    let selects = client
-        .find_all(Locator::Css(".msg-bot:last-child .lark-card select"))
+/// On the bot's latest card: pick `repeat` in its select and press Confirm. The card must
+/// offer both; anything else fails the test.
+async fn confirm_on_card(client: &Client) {
+    let select = client
+        .find(Locator::Css(".msg-bot:last-child .lark-card select"))
         .await
-        .unwrap_or_default();
-    let confirm = client
+        .expect("the bot's card offers the options in a select");
+    select
+        .select_by_value("repeat")
+        .await
+        .expect("the select offers `repeat`");
+    client
         .find(Locator::XPath(
             "(//div[contains(@class,'msg-bot')])[last()]//button[starts-with(normalize-space(.),'Confirm')]",
         ))
-        .await;
-    let (Some(select), Ok(confirm)) = (selects.first(), confirm) else {
-        return false;
-    };
-    if select.select_by_value("repeat").await.is_err() {
-        let _ = select.select_by_index(1).await;
-    }
-    confirm.click().await.expect("click Confirm");
-    true
+        .await
+        .expect("the bot's card has a Confirm button")
+        .click()
+        .await
+        .expect("click Confirm");
+}
+
+/// Waits until the page runs no animation (a changed row flashes for 2 s), so a screenshot
+/// shows the settled page.
+async fn animations_done(client: &Client) {
+    eventually(10, "the page's animations finish", || async {
+        client
+            .execute("return document.getAnimations().length", vec![])
+            .await
+            .ok()
+            .and_then(|v| v.as_u64())
+            == Some(0)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,11 +239,9 @@ async fn a_person_aborts_an_item_from_the_chat_page_in_headless_chromium() {
         bot_cards(&client).await >= 1
     })
     .await;
-    let confirmed = confirm_on_card(&client).await;
-    if !confirmed {
-        // A bot whose picker only lists the commands: send the one it offers.
-        send(&client, "@abort-bot /abort 12345 repeat").await;
-    }
+    // The command named no option, so nothing but the card's Confirm can abort the item.
+    assert!(!project.item(12345).expect("item").aborted);
+    confirm_on_card(&client).await;
 
     eventually(
         15,
@@ -236,7 +249,12 @@ async fn a_person_aborts_an_item_from_the_chat_page_in_headless_chromium() {
         || async { item_aborted(&client, 12345).await.as_deref() == Some("true") },
     )
     .await;
-    assert!(project.item(12345).expect("item").aborted);
+    let item = project.item(12345).expect("item");
+    assert!(item.aborted);
+    assert_eq!(
+        item.reason_option, "repeat",
+        "the option picked on the card"
+    );
     eventually(10, "a green result card is shown", || async {
         client
             .find(Locator::Css(".msg-bot .lark-card .lc-tpl-green"))
@@ -255,9 +273,12 @@ async fn a_person_aborts_an_item_from_the_chat_page_in_headless_chromium() {
         log.contains("PUT") && log.contains("/work_item/story/12345/abort"),
         "the request log lists the PUT: {log}"
     );
+    assert!(
+        log.contains("card.action.trigger"),
+        "the click reached the bot as a card callback: {log}"
+    );
 
-    // Let the last render and the flash of the changed row settle.
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    animations_done(&client).await;
     let shot = save_screenshot(&client, "sandbox-screenshot.png").await;
 
     // An error card: the state-flow ticket (20056).
@@ -270,18 +291,9 @@ async fn a_person_aborts_an_item_from_the_chat_page_in_headless_chromium() {
     })
     .await;
     assert!(!project.item(32001).expect("item").aborted);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    animations_done(&client).await;
     let errors = save_screenshot(&client, "sandbox-screenshot-error.png").await;
-    eprintln!(
-        "screenshots: {} and {} (Confirm on the card: {})",
-        shot.display(),
-        errors.display(),
-        if confirmed {
-            "clicked"
-        } else {
-            "not offered; sent the option instead"
-        }
-    );
+    eprintln!("screenshots: {} and {}", shot.display(), errors.display());
 
     client.close().await.expect("browser closes");
     let _ = stop.send(());

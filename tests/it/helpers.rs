@@ -27,6 +27,9 @@ pub const PLUGIN_SECRET: &str = "plugin-secret-for-tests";
 pub const BOT_OPEN_ID: &str = "ou_7d8a6e6df7621556ce0d21922b676706";
 /// How often test bots sweep their inbox for pending events nobody queued.
 pub const SWEEP_EVERY: Duration = Duration::from_millis(200);
+/// How old (by the test clock) a pending event must be before a test bot's sweep queues it;
+/// shorter than the 30 s default, so a test that passes it proves the setting is used.
+pub const SWEEP_GRACE: Duration = Duration::from_secs(10);
 /// The vectors' timestamp: "now" for every test unless changed.
 pub const NOW: i64 = 1_716_883_201;
 pub const PROJECT_KEY: &str = "60acd5610444ba031b503055";
@@ -230,6 +233,7 @@ async fn start(
         sweep_every: SWEEP_EVERY,
         header_timeout: options.read_timeouts,
         body_timeout: options.read_timeouts,
+        sweep_grace: SWEEP_GRACE,
     };
     let app = runtime
         .spawn(async move { App::build(&settings, overrides).await })
@@ -459,11 +463,97 @@ impl TestApp {
         panic!("no reply to {message_id} within 5 s");
     }
 
-    /// Waits until the bot has been idle for a moment, then returns the replies to a message
-    /// (for asserting that there is none, or exactly one).
+    /// Waits until the bot has finished every event it stored, then returns the replies to a
+    /// message (for asserting that there is none, or exactly one). The worker finishes an
+    /// event in the store only after its reply went out, so once nothing is pending what the
+    /// emulated Lark recorded is all there will be.
     pub async fn settled_replies(&self, message_id: &str) -> Vec<Message> {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.settled().await;
         self.lark.replies_to(message_id)
+    }
+
+    /// Waits (bounded, 15 s: the worker's retries wait 1 s, 2 s, 4 s, 8 s) until the inbox
+    /// holds nothing pending.
+    pub async fn settled(&self) {
+        let store = self.open_store().await;
+        for _ in 0..750 {
+            if self.pending(&store).await.is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "events still pending after 15 s: {:?}",
+            self.pending(&store).await
+        );
+    }
+
+    /// The inbox items not yet finished.
+    pub async fn pending(
+        &self,
+        store: &abort_bot::store::Store,
+    ) -> Vec<abort_bot::store::InboxItem> {
+        store.pending(usize::MAX).await.expect("the store answers")
+    }
+
+    /// Asserts that nothing was stored to run and that neither emulator was called: what a
+    /// refused request must leave behind. The refusal is answered before anything is stored,
+    /// so this holds the moment the answer is in.
+    pub async fn assert_untouched(&self, what: &str) {
+        let store = self.open_store().await;
+        assert!(
+            self.pending(&store).await.is_empty(),
+            "{what}: nothing stored"
+        );
+        assert!(
+            self.project.requests().is_empty(),
+            "{what}: no Feishu Project call: {:?}",
+            self.project.requests()
+        );
+        assert!(
+            self.lark.requests().is_empty(),
+            "{what}: no Lark call: {:?}",
+            self.lark.requests()
+        );
+    }
+
+    /// A counter from `/metrics` (0 when it has no sample yet).
+    pub async fn counter(&self, name: &str) -> u64 {
+        let text = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .map_or(0, |v| v.trim().parse().expect("a counter value"))
+    }
+
+    /// How many sweeps of the inbox have completed.
+    pub async fn sweeps(&self) -> u64 {
+        self.counter("abort_bot_inbox_sweeps_total").await
+    }
+
+    /// How many pending events sweeps have queued.
+    pub async fn swept(&self) -> u64 {
+        self.counter("abort_bot_inbox_swept_total").await
+    }
+
+    /// Waits (bounded) until `n` more sweeps have completed. A sweep under way now may have
+    /// read the store or the clock before this call, so at least `n - 1` of them began after it.
+    pub async fn sweeps_pass(&self, n: u64) {
+        let target = self.sweeps().await + n;
+        for _ in 0..250 {
+            if self.sweeps().await >= target {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{n} sweeps did not complete within 5 s");
     }
 }
 

@@ -13,6 +13,7 @@ mod limits;
 mod listener;
 mod outcomes;
 mod project_side;
+mod props;
 mod rate_limits;
 mod redis_store;
 mod reliability;

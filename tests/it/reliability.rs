@@ -106,6 +106,7 @@ async fn a_stored_event_nobody_queued_is_run_by_the_sweep_once() {
 
 /// The store took an event but no route queued it (its answer was lost, so Lark's
 /// redelivery was a duplicate): once past the grace period the sweep runs it, exactly once.
+/// Nothing else can run it: no route queued it and the bot does not restart.
 /// Shared with the Redis store's tests.
 pub async fn stored_but_never_queued(app: TestApp) {
     let store = app.open_store().await;
@@ -122,16 +123,22 @@ pub async fn stored_but_never_queued(app: TestApp) {
     let accepted = store
         .accept_message(new_event_id(), message_id.clone(), payload, NOW)
         .await;
-    assert!(
-        matches!(accepted, Ok(abort_bot::store::Accepted::New(_))),
-        "{accepted:?}"
-    );
-    // Several sweeps pass; the event is too young for them (its route may still queue it).
-    tokio::time::sleep(SWEEP_EVERY * 4).await;
+    let Ok(abort_bot::store::Accepted::New(id)) = accepted else {
+        panic!("stored: {accepted:?}");
+    };
+    // One second short of the (test bots' 10 s) grace: sweeps pass and leave it alone, since
+    // its route may still be about to queue it.
+    app.clock
+        .advance_secs(i64::try_from(SWEEP_GRACE.as_secs()).expect("secs") - 1);
+    app.sweeps_pass(2).await;
+    let pending: Vec<i64> = app.pending(&store).await.iter().map(|i| i.id).collect();
+    assert_eq!(pending, [id], "still pending, untouched");
+    assert_eq!(app.swept().await, 0, "no sweep queued it");
     assert!(app.project.requests_to("PUT", "/open_api/").is_empty());
     assert!(app.lark.replies_to(&message_id).is_empty());
 
-    app.clock.advance_secs(31);
+    // Past the grace: the next sweep runs it.
+    app.clock.advance_secs(2);
     let reply = app.reply_to(&message_id).await;
     assert_eq!(
         card_color(&reply.card),
@@ -139,8 +146,12 @@ pub async fn stored_but_never_queued(app: TestApp) {
         "{}",
         card_text(&reply.card)
     );
-    tokio::time::sleep(SWEEP_EVERY * 3).await;
-    assert_eq!(app.settled_replies(&message_id).await.len(), 1);
+    app.settled().await;
+    assert_eq!(app.swept().await, 1, "the sweep queued it");
+    // Later sweeps find nothing to queue.
+    app.sweeps_pass(2).await;
+    assert_eq!(app.swept().await, 1);
+    assert_eq!(app.lark.replies_to(&message_id).len(), 1);
     assert_eq!(app.project.requests_to("PUT", "/open_api/").len(), 1);
     assert_eq!(
         app.project.item(12345).expect("item").reason_option,
@@ -152,14 +163,19 @@ pub async fn stored_but_never_queued(app: TestApp) {
 async fn the_sweep_leaves_an_event_alone_while_it_runs() {
     let app = spawn_app().await;
     app.project
-        .push_fault(Endpoint::Abort, Fault::Delay(Duration::from_millis(1000)));
+        .push_fault(Endpoint::Abort, Fault::Delay(Duration::from_secs(3)));
     let message_id = app.send(ALICE, Chat::Group, "/abort 12345 test").await;
     wait_for_puts(&app, 1).await;
-    // Old enough for the sweep, and several sweeps pass while the PUT is slow.
+    // Old enough for the sweep, and sweeps pass while the PUT is slow.
     app.clock.advance_secs(120);
+    app.sweeps_pass(2).await;
+    assert!(
+        app.lark.replies_to(&message_id).is_empty(),
+        "the PUT was still running while those sweeps passed"
+    );
     app.reply_to(&message_id).await;
-    tokio::time::sleep(SWEEP_EVERY * 3).await;
     assert_eq!(app.settled_replies(&message_id).await.len(), 1);
+    assert_eq!(app.swept().await, 0, "no sweep queued it");
     assert_eq!(app.project.requests_to("PUT", "/open_api/").len(), 1);
 }
 
@@ -174,10 +190,15 @@ async fn the_sweep_leaves_an_event_alone_while_its_retry_waits() {
     let message_id = app.send(ALICE, Chat::Group, "/abort 12345 test").await;
     wait_for_puts(&app, 1).await;
     app.clock.advance_secs(120);
+    app.sweeps_pass(2).await;
+    assert!(
+        app.lark.replies_to(&message_id).is_empty(),
+        "the retry was still waiting while those sweeps passed"
+    );
     app.reply_to(&message_id).await;
-    // Past the retry's own 1 s wait, so a copy queued by a sweep would have shown by now.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Every event finished and no sweep queued a copy, so none can still come.
     assert_eq!(app.settled_replies(&message_id).await.len(), 1);
+    assert_eq!(app.swept().await, 0, "no sweep queued it");
     assert_eq!(
         app.project.requests_to("PUT", "/open_api/").len(),
         2,
@@ -338,8 +359,7 @@ async fn unsigned_events_are_refused_when_an_encrypt_key_is_set() {
     assert_eq!(resp.status(), 401);
     let plain = app.post_raw("/lark/events", &[], event.to_string()).await;
     assert!(plain.status() == 401 || plain.status() == 400);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(app.project.requests().is_empty());
+    app.assert_untouched("unsigned events").await;
 }
 
 #[tokio::test]

@@ -14,6 +14,8 @@ use tokio::time::{Instant, timeout};
 /// A sandbox on an ephemeral loopback port, stopped when dropped.
 struct Running {
     base: String,
+    /// The bot behind the page (its `/metrics` say what reached it).
+    bot: String,
     project: ProjectEmulator,
     lark: LarkEmulator,
     http: reqwest::Client,
@@ -26,6 +28,7 @@ async fn start() -> Running {
         .await
         .expect("the sandbox starts");
     let base = format!("http://{}", sandbox.page_addr());
+    let bot = format!("http://{}", sandbox.bot_addr());
     let project = sandbox.project();
     let lark = sandbox.lark();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -34,6 +37,7 @@ async fn start() -> Running {
     }));
     Running {
         base,
+        bot,
         project,
         lark,
         http: reqwest::Client::new(),
@@ -289,7 +293,20 @@ async fn a_group_message_without_the_mention_never_reaches_the_bot() {
             .as_str()
             .is_some_and(|n| n.contains("@abort-bot"))
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The page decided before answering: the bot was never sent anything.
+    let metrics = sb
+        .http
+        .get(format!("{}/metrics", sb.bot))
+        .send()
+        .await
+        .expect("the bot's metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        !metrics.contains("abort_bot_inbound_requests_total{"),
+        "no request reached the bot: {metrics}"
+    );
     assert!(sb.project.requests().is_empty());
     assert!(sb.lark.requests().is_empty());
     let state = sb.get("/api/state").await;

@@ -413,6 +413,7 @@ async fn readiness_follows_the_long_connection() {
     ws.drop_connections();
     wait_until("the fatal endpoint call", || ws.endpoint_calls() == 4).await;
     readyz_becomes(&app, 503, "long connection stopped").await;
+    // Stopped means its reconnect loop has returned: the count is final.
     assert_eq!(ws.endpoint_calls(), 4);
     assert_eq!(
         app.readyz().await,
@@ -446,8 +447,8 @@ async fn graceful_stop_closes_the_connection_and_does_not_reconnect() {
 
     let ws = app.lark.ws();
     app.stop().await.expect("graceful stop");
+    // `stop` returned only after the long connection's task ended: nothing can reconnect.
     wait_until("the bot's close frame", || ws.closed_by_bot() == 1).await;
-    // `stop` returned after the long connection's task ended: nothing can reconnect now.
     assert_eq!(ws.connections(), 1);
     assert_eq!(ws.open_connections(), 0);
 }
