@@ -1,6 +1,8 @@
 //! Chat text → [`Command`]. Parsing is total: any text gives either a command or a
 //! [`ParseError`] precise enough to show the user (it becomes the help card).
 
+use std::collections::HashSet;
+
 use url::Url;
 
 use crate::domain::{Action, ReasonMenu, ReasonOption, WorkItemRef, is_space_key};
@@ -105,9 +107,12 @@ pub fn parse(text: &str, web_url: &Url) -> Result<Command, ParseError> {
 
 fn parse_act(action: Action, words: &[&str], web_url: &Url) -> Result<Command, ParseError> {
     let mut refs: Vec<WorkItemRef> = Vec::new();
+    // A set beside the list: a message may name thousands of refs before the item limit
+    // refuses it, and checking each against the list would be quadratic.
+    let mut seen: HashSet<WorkItemRef> = HashSet::new();
     let mut i = 0;
     while let Some(r) = words.get(i).and_then(|w| WorkItemRef::parse(w, web_url)) {
-        if !refs.contains(&r) {
+        if seen.insert(r.clone()) {
             refs.push(r);
         }
         i += 1;

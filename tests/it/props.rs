@@ -698,38 +698,45 @@ fn card_signature(cases: u32) -> u64 {
     n
 }
 
-/// What a plain envelope that arrived over the long connection is, by a model of Lark's rules
-/// written apart from the verifier. The token is not compared there: real payloads carry
-/// `header.token: ""` (`protocol/lark-websocket.md` §6.5, contract third edition).
-fn expected_class(j: &Value) -> Option<&'static str> {
+/// What a plain envelope is, by a model of Lark's rules written apart from the verifier. Over
+/// HTTP the verification token is compared on every envelope; over the long connection it is
+/// not: real payloads there carry `header.token: ""` (`protocol/lark-websocket.md` §6.5,
+/// contract third edition).
+fn expected_class(j: &Value, compare_token: bool) -> Option<&'static str> {
+    let token_ok = |p: &str| !compare_token || str_at(j, p) == Some(VT);
     if j.get("type").and_then(Value::as_str) == Some("url_verification") {
-        return str_at(j, "/challenge").is_some().then_some("challenge");
+        return (token_ok("/token") && str_at(j, "/challenge").is_some()).then_some("challenge");
     }
     if j.get("schema").and_then(Value::as_str) == Some("2.0") {
-        let ok =
-            str_at(j, "/header/event_id").is_some() && str_at(j, "/header/event_type").is_some();
+        let ok = token_ok("/header/token")
+            && str_at(j, "/header/event_id").is_some()
+            && str_at(j, "/header/event_type").is_some();
         let card = str_at(j, "/header/event_type") == Some("card.action.trigger");
         return ok.then_some(if card { "card" } else { "event" });
     }
     if j.get("type").and_then(Value::as_str) == Some("event_callback") {
-        return str_at(j, "/uuid").is_some().then_some("event");
+        return (token_ok("/token") && str_at(j, "/uuid").is_some()).then_some("event");
     }
     None
 }
 
-/// The envelope classifier (plain JSON, no crypto): every input is classified as the model
-/// says, with the ids the envelope carries, or refused.
+/// The envelope classifier (plain JSON, no crypto), on both ways in: every input is classified
+/// as the model says, with the ids the envelope carries, or refused.
 fn envelope_classifier(cases: u32) -> u64 {
     let envelopes = envelope_vectors();
-    let classify = |body: &[u8]| -> TestCaseResult {
-        // The plain webhook path (no encrypt key, no signature headers): over HTTP the
-        // verification token is compared on every envelope.
-        let result = verifier(None, VT, NOW).open_event(&SignatureHeaders::default(), body);
+    let classify_on = |body: &[u8], http: bool| -> TestCaseResult {
+        let verifier = verifier(None, VT, NOW);
+        // The plain webhook path (no encrypt key, no signature headers), or the long connection.
+        let result = if http {
+            verifier.open_event(&SignatureHeaders::default(), body)
+        } else {
+            verifier.open_plain(body)
+        };
         let json: Option<Value> = serde_json::from_slice(body).ok();
         let expected = json
             .as_ref()
             .filter(|j| j.get("encrypt").is_none())
-            .and_then(expected_class);
+            .and_then(|j| expected_class(j, http));
         match (&result, expected) {
             (Ok(Inbound::Challenge { challenge }), Some("challenge")) => {
                 let j = json.as_ref().expect("parsed");
@@ -751,6 +758,12 @@ fn envelope_classifier(cases: u32) -> u64 {
             }
             (Err(_), None) => {}
             (got, want) => prop_assert!(false, "expected {want:?}, got {got:?}"),
+        }
+        Ok(())
+    };
+    let classify = |body: &[u8]| -> TestCaseResult {
+        for http in [true, false] {
+            classify_on(body, http)?;
         }
         Ok(())
     };
