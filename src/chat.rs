@@ -124,9 +124,7 @@ impl Chat {
             .reason_menu(cmd.action, &cmd.refs, chat_id, &user_key)
             .await;
         match &cmd.choice_with(&menu) {
-            OptionChoice::Chosen { option, reason }
-                if cmd.refs.len() > self.batch_confirm =>
-            {
+            OptionChoice::Chosen { option, reason } if cmd.refs.len() > self.batch_confirm => {
                 let refs = service.with_spaces(&cmd.refs, chat_id).await;
                 views::confirm_batch(
                     &BatchRequest {
@@ -245,6 +243,7 @@ impl Chat {
         self.service
             .lark
             .reply_card(
+                &msg.chat_id,
                 &msg.message_id,
                 card,
                 in_thread,

@@ -328,7 +328,9 @@ impl TestApp {
 
     /// Like [`TestApp::restart`], with more variables set.
     pub async fn restart_with(mut self, env: Vec<(&'static str, &'static str)>) -> TestApp {
-        self.options.extra.extend(env.into_iter().map(|(k, v)| (k, v.to_owned())));
+        self.options
+            .extra
+            .extend(env.into_iter().map(|(k, v)| (k, v.to_owned())));
         self.restart().await
     }
 
@@ -366,6 +368,18 @@ impl TestApp {
     }
 
     pub async fn post_envelope(&self, path: &str, envelope: &Value, ts: &str) -> reqwest::Response {
+        // Lark knows which chat a person's message is in; tell the emulator, so that replies
+        // to it count for that chat's rate limit.
+        if let (Some(id), Some(chat)) = (
+            envelope
+                .pointer("/event/message/message_id")
+                .and_then(Value::as_str),
+            envelope
+                .pointer("/event/message/chat_id")
+                .and_then(Value::as_str),
+        ) {
+            self.lark.note_message(id, chat);
+        }
         let (body, headers) = match self.options.encrypt_key {
             Some(key) => {
                 let iv: [u8; 16] = rand::random();
