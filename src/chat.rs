@@ -243,6 +243,7 @@ impl Chat {
         self.service
             .lark
             .reply_card(
+                &msg.chat_id,
                 &msg.message_id,
                 card,
                 in_thread,

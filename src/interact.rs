@@ -360,7 +360,7 @@ async fn deliver_late(
     card: &Value,
 ) {
     if let Some(token) = token {
-        match lark.delayed_update(token, card).await {
+        match lark.delayed_update(token, message_id, card).await {
             Ok(()) => return,
             Err(e) => tracing::warn!(error = %e, "delayed card update failed; patching instead"),
         }

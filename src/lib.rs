@@ -14,6 +14,7 @@
 //! - [`service`]: the one place that decides what an abort/restore does, free of HTTP;
 //!   [`limits`] bounds what one request (and one person per minute) may ask of it.
 //! - [`project`]: the Feishu Project OpenAPI client (plugin token, lookups, the abort PUT).
+//! - [`circuit`]: a circuit breaker per upstream, so a failing one is not called for a while.
 //! - [`cards`]: renders the JSON templates in `cards/` into Card JSON 2.0; [`views`] fills them.
 //! - [`interact`]: card clicks (both callback forms, read by [`lark::card_action`]): checks the
 //!   button value ([`card_value`], HMAC-bound to its card), claims the card once, and acts
@@ -26,6 +27,7 @@ pub mod app;
 pub mod card_value;
 pub mod cards;
 pub mod chat;
+pub mod circuit;
 pub mod clock;
 pub mod command;
 pub mod config;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -119,6 +120,11 @@ impl LogLimiter {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CircuitLabels {
+    pub upstream: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RefusedLabels {
     pub limit: &'static str,
 }
@@ -150,6 +156,9 @@ pub struct Metrics {
     refused: Family<RefusedLabels, Counter>,
     sweeps: Counter,
     swept: Counter,
+    circuit_state: Family<CircuitLabels, Gauge>,
+    circuit_opened: Family<CircuitLabels, Counter>,
+    circuit_closed: Family<CircuitLabels, Counter>,
     tap: Option<Tap>,
 }
 
@@ -220,6 +229,24 @@ impl Metrics {
             "Pending events a sweep found and queued",
             swept.clone(),
         );
+        let circuit_state = Family::<CircuitLabels, Gauge>::default();
+        registry.register(
+            "circuit_state",
+            "Circuit per upstream (lark, feishu_project): 0 closed, 1 open, 2 half open",
+            circuit_state.clone(),
+        );
+        let circuit_opened = Family::<CircuitLabels, Counter>::default();
+        registry.register(
+            "circuit_opened",
+            "Times a circuit opened because its upstream kept failing",
+            circuit_opened.clone(),
+        );
+        let circuit_closed = Family::<CircuitLabels, Counter>::default();
+        registry.register(
+            "circuit_closed",
+            "Times an open circuit closed again after a successful probe",
+            circuit_closed.clone(),
+        );
         Self {
             registry,
             inbound,
@@ -233,6 +260,9 @@ impl Metrics {
             refused,
             sweeps,
             swept,
+            circuit_state,
+            circuit_opened,
+            circuit_closed,
             tap,
         }
     }
@@ -285,6 +315,24 @@ impl Metrics {
     pub fn sweep(&self, queued: usize) {
         self.swept.inc_by(u64::try_from(queued).unwrap_or(u64::MAX));
         self.sweeps.inc();
+    }
+
+    pub fn circuit_state(&self, upstream: &'static str, state: crate::circuit::CircuitState) {
+        self.circuit_state
+            .get_or_create(&CircuitLabels { upstream })
+            .set(state.gauge());
+    }
+
+    pub fn circuit_opened(&self, upstream: &'static str) {
+        self.circuit_opened
+            .get_or_create(&CircuitLabels { upstream })
+            .inc();
+    }
+
+    pub fn circuit_closed(&self, upstream: &'static str) {
+        self.circuit_closed
+            .get_or_create(&CircuitLabels { upstream })
+            .inc();
     }
 
     pub fn upstream(&self, endpoint: &'static str, call: UpstreamCall) {

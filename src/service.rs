@@ -121,6 +121,7 @@ fn short_error(e: &ProjectError) -> String {
         ProjectError::Timeout => "timeout".into(),
         ProjectError::Transport(what) => what.clone(),
         ProjectError::Malformed { status } => format!("HTTP {status}"),
+        ProjectError::Unavailable(_) => "failing lately, not called".into(),
     }
 }
 

@@ -1,10 +1,15 @@
 //! An emulated Lark Open Platform: tenant token, bot info, reply/send/PATCH of cards, delayed
 //! card update and the contact API. It checks tokens and bodies like the real one, keeps the
 //! messages the bot sent (and their updates), and drops a repeated `uuid` as Lark does.
+//! Sends and replies are held to Lark's limits (`protocol/lark.md` §4.2, §4.3): more than 5
+//! in a second into one chat (or to one user) is refused with 230020 (HTTP 400), more than
+//! 50 in a second or 1000 in a minute for the app with 99991400 (HTTP 429) and
+//! `x-ogw-ratelimit-reset`; each refusal is recorded.
 //! The long connection (endpoint and WebSocket) lives in [`super::lark_ws`].
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -46,6 +51,75 @@ pub struct Refusal {
     pub endpoint: Endpoint,
     pub code: i64,
     pub msg: String,
+}
+
+/// A send or reply Lark refused for going over a rate limit (§4.2, §4.3).
+#[derive(Debug, Clone, Serialize)]
+pub struct RateRefusal {
+    pub endpoint: Endpoint,
+    pub code: i64,
+    /// The chat (or `open_id:…` user) it went to, when known.
+    pub chat: Option<String>,
+}
+
+/// Messages into one chat or to one user per second (§4.2: 5 QPS per group, per user).
+const CHAT_PER_SECOND: usize = 5;
+/// Messages of the app per second and per minute (§4.2: 50/s, 1000/min).
+const APP_PER_SECOND: usize = 50;
+const APP_PER_MINUTE: usize = 1000;
+const SECOND: Duration = Duration::from_secs(1);
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// The sends and replies Lark took lately, for its rate limits.
+#[derive(Debug, Default)]
+struct SendLog {
+    app: VecDeque<Instant>,
+    chats: HashMap<String, VecDeque<Instant>>,
+}
+
+impl SendLog {
+    /// Takes one message into `chat` now, or says which limit refuses it: 99991400 with the
+    /// seconds to wait (the app's gateway limit) or 230020 (the chat's IM limit).
+    fn admit(&mut self, chat: Option<&str>, now: Instant) -> Result<(), (i64, Option<u64>)> {
+        while self
+            .app
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= MINUTE)
+        {
+            self.app.pop_front();
+        }
+        let in_second = self
+            .app
+            .iter()
+            .rev()
+            .take_while(|t| now.duration_since(**t) < SECOND)
+            .count();
+        if in_second >= APP_PER_SECOND {
+            return Err((99_991_400, Some(1)));
+        }
+        if self.app.len() >= APP_PER_MINUTE {
+            let wait = self
+                .app
+                .front()
+                .map(|t| MINUTE.saturating_sub(now.duration_since(*t)).as_secs() + 1);
+            return Err((99_991_400, wait));
+        }
+        if let Some(chat) = chat {
+            let times = self.chats.entry(chat.to_owned()).or_default();
+            while times
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= SECOND)
+            {
+                times.pop_front();
+            }
+            if times.len() >= CHAT_PER_SECOND {
+                return Err((230_020, None));
+            }
+            times.push_back(now);
+        }
+        self.app.push_back(now);
+        Ok(())
+    }
 }
 
 /// What the emulator tells watchers (the sandbox page) as it happens.
@@ -90,6 +164,11 @@ pub struct LarkState {
     pub requests: Vec<Recorded>,
     /// Cards refused for breaking Lark's card rules or size limit.
     pub refusals: Vec<Refusal>,
+    /// Sends and replies refused for going over a rate limit.
+    pub rate_refusals: Vec<RateRefusal>,
+    /// message_id → its chat, for the messages people sent (as told) and the bot's own.
+    chat_of: HashMap<String, String>,
+    sends: SendLog,
     next_id: u64,
 }
 
@@ -122,6 +201,9 @@ impl LarkEmulator {
                 contact_delay: None,
                 requests: Vec::new(),
                 refusals: Vec::new(),
+                rate_refusals: Vec::new(),
+                chat_of: HashMap::new(),
+                sends: SendLog::default(),
                 next_id: 1,
             })),
             activity,
@@ -164,6 +246,19 @@ impl LarkEmulator {
     /// The cards refused so far.
     pub fn refusals(&self) -> Vec<Refusal> {
         self.state().refusals.clone()
+    }
+
+    /// The sends and replies refused for a rate limit so far.
+    pub fn rate_refusals(&self) -> Vec<RateRefusal> {
+        self.state().rate_refusals.clone()
+    }
+
+    /// Tells the emulator which chat a person's message is in (Lark knows; the emulator only
+    /// sees the bot's side), so that replies to it count for that chat.
+    pub fn note_message(&self, message_id: &str, chat_id: &str) {
+        self.state()
+            .chat_of
+            .insert(message_id.to_owned(), chat_id.to_owned());
     }
 
     pub fn clear_requests(&self) {
@@ -265,6 +360,39 @@ fn endpoint_of(method: &Method, segments: &[&str]) -> Option<Endpoint> {
         ("GET", ["open-apis", "contact", "v3", "users", _]) => Some(Endpoint::Contact),
         _ => None,
     }
+}
+
+/// Who a send goes to, for the per-chat limit: the chat, or the user (`open_id:…`), whose
+/// 5 QPS are counted apart (§4.2).
+fn receiver(query: &str, body: &Value) -> Option<String> {
+    let kind = query
+        .split('&')
+        .find_map(|p| p.strip_prefix("receive_id_type="))?;
+    let id = body.get("receive_id").and_then(Value::as_str)?;
+    Some(match kind {
+        "chat_id" => id.to_owned(),
+        _ => format!("{kind}:{id}"),
+    })
+}
+
+/// A rate-limit refusal as Lark sends it (§4.2, §4.3): the gateway's 99991400 with HTTP 429,
+/// `x-ogw-ratelimit-limit` and `x-ogw-ratelimit-reset`; the IM limit's 230020 with HTTP 400.
+fn rate_limited(code: i64, reset: Option<u64>) -> Response {
+    if code == 230_020 {
+        return answer(
+            400,
+            code,
+            "The message frequency limit is triggered",
+            json!({}),
+        );
+    }
+    let mut response = answer(429, code, "request trigger frequency limit", json!({}));
+    let headers = response.headers_mut();
+    headers.insert("x-ogw-ratelimit-limit", APP_PER_SECOND.into());
+    if let Some(reset) = reset {
+        headers.insert("x-ogw-ratelimit-reset", reset.into());
+    }
+    response
 }
 
 /// A card body is a JSON string holding a Card JSON 2.0 object.
@@ -408,6 +536,19 @@ fn emu_answer(
             (answer(200, 0, "ok", extra), None)
         }
         Endpoint::Reply | Endpoint::Send => {
+            let chat = if endpoint == Endpoint::Reply {
+                segments.get(4).and_then(|m| s.chat_of.get(*m)).cloned()
+            } else {
+                receiver(query, body)
+            };
+            if let Err((code, reset)) = s.sends.admit(chat.as_deref(), Instant::now()) {
+                s.rate_refusals.push(RateRefusal {
+                    endpoint,
+                    code,
+                    chat,
+                });
+                return (rate_limited(code, reset), None);
+            }
             if body.get("msg_type").and_then(Value::as_str) != Some("interactive") {
                 return (answer(400, 230_001, "invalid msg_type", json!({})), None);
             }
@@ -458,6 +599,9 @@ fn emu_answer(
             if !uuid.is_empty() {
                 s.uuids.insert(uuid.to_owned(), message_id.clone());
             }
+            if let Some(chat) = &chat {
+                s.chat_of.insert(message_id.clone(), chat.clone());
+            }
             let message = Message {
                 message_id: message_id.clone(),
                 reply_to,
@@ -467,7 +611,10 @@ fn emu_answer(
                 updates: 0,
             };
             s.messages.insert(message_id.clone(), message.clone());
-            let extra = json!({"data": {"message_id": message_id, "msg_type": "interactive"}});
+            let mut extra = json!({"data": {"message_id": message_id, "msg_type": "interactive"}});
+            if let (Some(chat), Some(data)) = (&chat, extra["data"].as_object_mut()) {
+                data.insert("chat_id".into(), json!(chat));
+            }
             (
                 answer(200, 0, "success", extra),
                 Some(Activity::Sent { message }),
@@ -553,5 +700,70 @@ fn emu_answer(
         Endpoint::Token | Endpoint::CallbackAnswer => {
             (answer(404, 404, "not found", json!({})), None)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_app_takes_fifty_a_second_and_a_thousand_a_minute() {
+        let mut log = SendLog::default();
+        let t0 = Instant::now();
+        for n in 0..50 {
+            assert!(
+                log.admit(Some(&format!("oc_{n}")), t0).is_ok(),
+                "message {n}"
+            );
+        }
+        assert_eq!(log.admit(Some("oc_other"), t0), Err((99_991_400, Some(1))));
+        assert_eq!(
+            log.admit(None, t0),
+            Err((99_991_400, Some(1))),
+            "chat unknown"
+        );
+        // A second later the next fifty go, until a thousand in the minute.
+        let mut at = t0;
+        for second in 1..20 {
+            at = t0 + SECOND * second;
+            for n in 0..50 {
+                assert!(
+                    log.admit(Some(&format!("oc_{n}")), at).is_ok(),
+                    "{second}/{n}"
+                );
+            }
+        }
+        let refused = log.admit(Some("oc_late"), at + SECOND);
+        assert_eq!(refused, Err((99_991_400, Some(41))), "1000 in the minute");
+        assert!(
+            log.admit(Some("oc_late"), t0 + MINUTE).is_ok(),
+            "the first fifty left the minute"
+        );
+    }
+
+    #[test]
+    fn one_chat_takes_five_a_second() {
+        let mut log = SendLog::default();
+        let t0 = Instant::now();
+        for _ in 0..5 {
+            assert!(log.admit(Some("oc_1"), t0).is_ok());
+        }
+        assert_eq!(log.admit(Some("oc_1"), t0), Err((230_020, None)));
+        assert!(log.admit(Some("oc_2"), t0).is_ok(), "another chat");
+        assert!(
+            log.admit(Some("oc_1"), t0 + SECOND).is_ok(),
+            "a second later"
+        );
+    }
+
+    #[test]
+    fn the_refusals_look_like_larks() {
+        let gateway = rate_limited(99_991_400, Some(3));
+        assert_eq!(gateway.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(gateway.headers()["x-ogw-ratelimit-reset"], "3");
+        assert_eq!(gateway.headers()["x-ogw-ratelimit-limit"], "50");
+        let im = rate_limited(230_020, None);
+        assert_eq!(im.status(), StatusCode::BAD_REQUEST);
     }
 }

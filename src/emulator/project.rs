@@ -102,6 +102,9 @@ pub struct ProjectState {
     pub rate_limited: bool,
     /// Every call waits this long (the sandbox switch).
     pub slow: Option<Duration>,
+    /// Every call, the token's included, answers HTTP 500 with `50006 openapi system err`
+    /// while set (an outage; `protocol/feishu-project.md` §7.3, "Server").
+    pub failing: bool,
     pub requests: Vec<Recorded>,
     /// (X-PLUGIN-TOKEN, endpoint, X-IDEM-UUID) → when first taken (§2.4).
     idem: HashMap<(String, Endpoint, String), Instant>,
@@ -131,6 +134,7 @@ impl ProjectEmulator {
                 faults: VecDeque::new(),
                 rate_limited: false,
                 slow: None,
+                failing: false,
                 requests: Vec::new(),
                 idem: HashMap::new(),
             })),
@@ -499,6 +503,14 @@ async fn handle(
             },
             None => None,
         };
+        if s.failing {
+            return envelope(
+                500,
+                50006,
+                "openapi system err, please try again later",
+                Value::Null,
+            );
+        }
         (fault, s.slow)
     };
     if let Some(d) = slow {

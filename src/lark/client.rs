@@ -7,11 +7,19 @@
 //! rate limit that says how long to wait (`x-ogw-ratelimit-reset`) is retried no sooner
 //! than that. Lark reports business errors with HTTP 400 and a JSON body, so the body is read
 //! on every status.
+//!
+//! Every message the bot sends or changes (send, reply, PATCH, delayed update) waits its turn
+//! first, so that the bot stays under Lark's limits instead of living on its refusals
+//! (`protocol/lark.md` §4.2/§4.3): at most 5 per second into one chat or to one user, at most
+//! 50 per second and 1000 per minute for the whole app. A Lark that keeps failing after the
+//! retries trips a [`Circuit`]: calls then fail at once with [`LarkError::Unavailable`].
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::Retryable;
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
 use moka::future::Cache;
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
@@ -19,6 +27,7 @@ use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 use url::Url;
 
+use crate::circuit::{Circuit, CircuitConfig, CircuitOpen, Verdict};
 use crate::clock::SharedClock;
 use crate::metrics::{Metrics, UpstreamCall};
 use crate::retry::RetryPolicy;
@@ -33,6 +42,19 @@ const RETRYABLE: &[i64] = &[99_991_400, 230_020];
 /// The longest wait a rate-limit answer can impose on one retry; a handler should not stall
 /// longer than this for a chat message.
 const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(10);
+/// The gap between two messages into one chat (or to one user): 5 QPS per chat, shared by all
+/// bots in a group (`protocol/lark.md` §4.2, §4.3), spaced 210 ms rather than 200 ms so that
+/// jitter on the way never puts a sixth into one of Lark's seconds.
+const CHAT_GAP: Duration = Duration::from_millis(210);
+/// The gap between two messages of the app: 50/s per app (§4.2, §4.3), with the same margin.
+const APP_GAP: Duration = Duration::from_millis(21);
+/// The app's minute budget: 1000/min per app (§4.2, §4.3). A burst of 90 and then one every
+/// 66 ms keep any 60 s within 90 + 909 = 999 messages.
+const MINUTE_GAP: Duration = Duration::from_millis(66);
+const MINUTE_BURST: NonZeroU32 = NonZeroU32::new(90).unwrap();
+/// Above this many chats in the per-chat limiter, the ones idle long enough to be back at a
+/// full allowance are dropped (a chat's state is fresh again 210 ms after its last message).
+const PRUNE_CHATS_AT: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LarkError {
@@ -52,6 +74,9 @@ pub enum LarkError {
     Timeout,
     #[error("Lark sent an unreadable answer (HTTP {status})")]
     Malformed { status: u16 },
+    /// Not called: it kept failing lately and its circuit is open.
+    #[error(transparent)]
+    Unavailable(#[from] CircuitOpen),
 }
 
 impl LarkError {
@@ -67,7 +92,10 @@ impl LarkError {
             LarkError::Api { code, status, .. } => {
                 RETRYABLE.contains(code) || *status == 429 || *status >= 500
             }
-            LarkError::RateLimited { .. } | LarkError::Transport(_) | LarkError::Timeout => true,
+            LarkError::RateLimited { .. }
+            | LarkError::Transport(_)
+            | LarkError::Timeout
+            | LarkError::Unavailable(_) => true,
             LarkError::Malformed { status } => *status == 429 || *status >= 500,
         }
     }
@@ -123,6 +151,10 @@ pub struct LarkClient {
     metrics: Arc<Metrics>,
     bot_open_id: OnceCell<String>,
     contacts: Cache<String, Contact>,
+    /// message_id → the chat it is in, for the messages the bot sent (to pace their updates).
+    chats: Cache<String, String>,
+    pacer: Pacer,
+    circuit: Circuit,
 }
 
 struct Call {
@@ -130,6 +162,45 @@ struct Call {
     endpoint: &'static str,
     path: String,
     body: Option<Value>,
+    /// The chat (or user) a message goes to, when the call sends or changes one.
+    paced: Option<String>,
+}
+
+/// Lark's send limits, kept on the bot's side (`protocol/lark.md` §4.2, §4.3).
+struct Pacer {
+    chat: DefaultKeyedRateLimiter<String>,
+    app_second: DefaultDirectRateLimiter,
+    app_minute: DefaultDirectRateLimiter,
+}
+
+impl Pacer {
+    fn new() -> Self {
+        let gap = |d: Duration| {
+            Quota::with_period(d).unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        };
+        Self {
+            chat: DefaultKeyedRateLimiter::keyed(gap(CHAT_GAP)),
+            app_second: DefaultDirectRateLimiter::direct(gap(APP_GAP)),
+            app_minute: DefaultDirectRateLimiter::direct(gap(MINUTE_GAP).allow_burst(MINUTE_BURST)),
+        }
+    }
+
+    /// Waits until one more message may go into `chat` and out of the app.
+    async fn wait(&self, chat: &str) {
+        self.prune(PRUNE_CHATS_AT);
+        self.chat.until_key_ready(&chat.to_owned()).await;
+        self.app_minute.until_ready().await;
+        self.app_second.until_ready().await;
+    }
+
+    /// Above `at` chats, forgets those back at a full allowance: the state stays bounded by
+    /// the chats written to in the last [`CHAT_GAP`] (at most 50/s of them app-wide).
+    fn prune(&self, at: usize) {
+        if self.chat.len() > at {
+            self.chat.retain_recent();
+            self.chat.shrink_to_fit();
+        }
+    }
 }
 
 impl LarkClient {
@@ -144,15 +215,31 @@ impl LarkClient {
             base: cfg.base_url,
             app_id: cfg.app_id,
             app_secret: cfg.app_secret,
-            token: TokenCache::new(Duration::from_secs(600), cfg.clock),
+            token: TokenCache::new(Duration::from_secs(600), cfg.clock.clone()),
             retry: cfg.retry,
-            metrics: cfg.metrics,
+            metrics: cfg.metrics.clone(),
             bot_open_id: OnceCell::new(),
             contacts: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(6 * 3600))
                 .build(),
+            // Lark lets a card be updated for 14 days (230031, §4.3); most updates come within
+            // the hour, and a chat not remembered still gets the app-wide pacing.
+            chats: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(24 * 3600))
+                .build(),
+            pacer: Pacer::new(),
+            circuit: Circuit::new("lark", CircuitConfig::default(), cfg.clock, cfg.metrics),
         })
+    }
+
+    /// The pacing key of an update to a message: its chat when known, else the message.
+    async fn chat_of(&self, message_id: &str) -> String {
+        self.chats
+            .get(message_id)
+            .await
+            .unwrap_or_else(|| format!("message:{message_id}"))
     }
 
     fn url(&self, path: &str) -> String {
@@ -252,21 +339,33 @@ impl LarkClient {
             .await
     }
 
+    /// One logical call through the circuit: refused at once while it is open; the outcome
+    /// after all retries tells it whether Lark is healthy.
     async fn call(&self, call: Call) -> Result<Value, LarkError> {
+        let pass = self.circuit.admit()?;
+        let result = self.call_retrying(&call).await;
+        pass.finish(match &result {
+            Err(e) if e.is_retryable() => Verdict::Failing,
+            _ => Verdict::Healthy,
+        });
+        result
+    }
+
+    async fn call_retrying(&self, call: &Call) -> Result<Value, LarkError> {
         let attempt = || async {
             let token = self.tenant_token().await?;
-            let send = |token: String| {
-                let call = &call;
-                async move {
-                    self.send_raw(
-                        call.method.clone(),
-                        call.endpoint,
-                        &call.path,
-                        Some(&token),
-                        call.body.as_ref(),
-                    )
-                    .await
+            let send = |token: String| async move {
+                if let Some(chat) = &call.paced {
+                    self.pacer.wait(chat).await;
                 }
+                self.send_raw(
+                    call.method.clone(),
+                    call.endpoint,
+                    &call.path,
+                    Some(&token),
+                    call.body.as_ref(),
+                )
+                .await
             };
             match send(token.clone()).await {
                 Err(e) if e.code().is_some_and(|c| TOKEN_INVALID.contains(&c)) => {
@@ -312,6 +411,7 @@ impl LarkClient {
                         endpoint: "/open-apis/bot/v3/info",
                         path: "/open-apis/bot/v3/info".into(),
                         body: None,
+                        paced: None,
                     })
                     .await?;
                 answer
@@ -325,9 +425,11 @@ impl LarkClient {
             .cloned()
     }
 
-    /// Replies to a message with a card; `uuid` makes Lark drop a repeat within an hour.
+    /// Replies to a message in `chat_id` with a card; `uuid` makes Lark drop a repeat within
+    /// an hour. The reply counts for that chat's 5 per second.
     pub async fn reply_card(
         &self,
+        chat_id: &str,
         message_id: &str,
         card: &Value,
         in_thread: bool,
@@ -344,12 +446,16 @@ impl LarkClient {
                     "reply_in_thread": in_thread,
                     "uuid": uuid,
                 })),
+                paced: Some(chat_id.to_owned()),
             })
             .await?;
-        Ok(sent_message_id(&answer))
+        let sent = sent_message_id(&answer);
+        self.chats.insert(sent.clone(), chat_id.to_owned()).await;
+        Ok(sent)
     }
 
-    /// Sends a card to a chat (`receive_id_type` = chat_id, open_id, …).
+    /// Sends a card to a chat (`receive_id_type` = chat_id, open_id, …); paced per receiver
+    /// (5 per second to one group or one user, §4.3).
     pub async fn send_card(
         &self,
         receive_id_type: &str,
@@ -368,30 +474,57 @@ impl LarkClient {
                     "content": card.to_string(),
                     "uuid": uuid,
                 })),
+                paced: Some(match receive_id_type {
+                    "chat_id" => receive_id.to_owned(),
+                    _ => format!("{receive_id_type}:{receive_id}"),
+                }),
             })
             .await?;
-        Ok(sent_message_id(&answer))
+        let sent = sent_message_id(&answer);
+        // The answer names the chat the message landed in (a p2p send: the bot↔user chat).
+        let chat = answer
+            .pointer("/data/chat_id")
+            .and_then(Value::as_str)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .or_else(|| (receive_id_type == "chat_id").then(|| receive_id.to_owned()));
+        if let Some(chat) = chat {
+            self.chats.insert(sent.clone(), chat).await;
+        }
+        Ok(sent)
     }
 
-    /// Replaces the card of a message the bot sent.
+    /// Replaces the card of a message the bot sent; paced with the message's chat.
     pub async fn patch_card(&self, message_id: &str, card: &Value) -> Result<(), LarkError> {
         self.call(Call {
             method: Method::PATCH,
             endpoint: "/open-apis/im/v1/messages/:message_id",
             path: format!("/open-apis/im/v1/messages/{message_id}"),
             body: Some(json!({ "content": card.to_string() })),
+            paced: Some(self.chat_of(message_id).await),
         })
         .await
         .map(|_| ())
     }
 
-    /// Delayed update with a callback's card token (valid 30 min, at most 2 uses).
-    pub async fn delayed_update(&self, card_token: &str, card: &Value) -> Result<(), LarkError> {
+    /// Delayed update with a callback's card token (valid 30 min, at most 2 uses); paced with
+    /// the chat of the clicked message when it is known, else app-wide only.
+    pub async fn delayed_update(
+        &self,
+        card_token: &str,
+        message_id: Option<&str>,
+        card: &Value,
+    ) -> Result<(), LarkError> {
+        let paced = match message_id {
+            Some(id) => self.chat_of(id).await,
+            None => format!("card_token:{card_token}"),
+        };
         self.call(Call {
             method: Method::POST,
             endpoint: "/open-apis/interactive/v1/card/update",
             path: "/open-apis/interactive/v1/card/update".into(),
             body: Some(json!({ "token": card_token, "card": card })),
+            paced: Some(paced),
         })
         .await
         .map(|_| ())
@@ -408,6 +541,7 @@ impl LarkClient {
                 endpoint: "/open-apis/contact/v3/users/:open_id",
                 path: format!("/open-apis/contact/v3/users/{open_id}?user_id_type=open_id"),
                 body: None,
+                paced: None,
             })
             .await?;
         let get = |p: &str| {
@@ -470,6 +604,21 @@ mod tests {
             status: 429,
             retry_after: Duration::from_secs(secs),
         }
+    }
+
+    #[tokio::test]
+    async fn the_per_chat_state_is_pruned_to_the_chats_written_to_lately() {
+        let pacer = Pacer::new();
+        for n in 0..100 {
+            pacer.chat.until_key_ready(&format!("oc_{n}")).await;
+        }
+        pacer.prune(1000);
+        assert_eq!(pacer.chat.len(), 100, "under the bound: kept");
+        // Once a chat's gap has passed, its state is that of a chat never seen.
+        tokio::time::sleep(CHAT_GAP * 2).await;
+        pacer.chat.until_key_ready(&"oc_now".to_owned()).await;
+        pacer.prune(50);
+        assert_eq!(pacer.chat.len(), 1, "only the chat written to just now");
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! type list and abort options, an item's type); what does (a space's existence, an item's
 //! details) is cached per user_key, and an item's state is never cached at all.
 //! Requests are paced per endpoint template so the bot itself stays under the documented
-//! 15 QPS per token per endpoint, rather than relying on 10429 retries.
+//! 15 QPS per token per endpoint, rather than relying on 10429 retries. A Feishu Project
+//! that keeps failing after those retries trips a [`Circuit`]: calls then fail at once with
+//! [`ProjectError::Unavailable`] (a "busy" answer) instead of waiting on more retries.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -25,6 +27,7 @@ use serde_json::{Value, json};
 use url::Url;
 
 use super::model::{SimpleField, Space, WorkItem, WorkItemType};
+use crate::circuit::{Circuit, CircuitConfig, CircuitOpen, Verdict};
 use crate::clock::SharedClock;
 use crate::domain::{Action, ReasonChoice, ReasonOption};
 use crate::metrics::{Metrics, UpstreamCall};
@@ -77,6 +80,9 @@ pub enum ProjectError {
     Timeout,
     #[error("Feishu Project sent an unreadable answer (HTTP {status})")]
     Malformed { status: u16 },
+    /// Not called: it kept failing lately and its circuit is open.
+    #[error(transparent)]
+    Unavailable(#[from] CircuitOpen),
 }
 
 impl ProjectError {
@@ -91,7 +97,9 @@ impl ProjectError {
     pub fn is_retryable(&self) -> bool {
         match self {
             ProjectError::Api { code, status, .. } => RETRYABLE.contains(code) || *status >= 500,
-            ProjectError::Transport(_) | ProjectError::Timeout => true,
+            ProjectError::Transport(_) | ProjectError::Timeout | ProjectError::Unavailable(_) => {
+                true
+            }
             ProjectError::Malformed { status } => *status >= 500,
         }
     }
@@ -103,6 +111,7 @@ impl ProjectError {
             // A refused connection never reached the server.
             ProjectError::Transport(what) => what != CONNECT_FAILED,
             ProjectError::Api { status, .. } | ProjectError::Malformed { status } => *status >= 500,
+            ProjectError::Unavailable(_) => false,
         }
     }
 
@@ -158,6 +167,8 @@ pub struct ProjectClient {
     fallback_logged: Cache<String, ()>,
     /// Paces requests per endpoint template (all calls share one plugin token).
     limiter: DefaultKeyedRateLimiter<&'static str>,
+    /// Opens when calls keep failing after their retries.
+    circuit: Circuit,
 }
 
 #[derive(Deserialize)]
@@ -203,9 +214,9 @@ impl ProjectClient {
             base: cfg.base_url,
             plugin_id: cfg.plugin_id,
             plugin_secret: cfg.plugin_secret,
-            token: TokenCache::new(Duration::from_secs(180), cfg.clock),
+            token: TokenCache::new(Duration::from_secs(180), cfg.clock.clone()),
             retry: cfg.retry,
-            metrics: cfg.metrics,
+            metrics: cfg.metrics.clone(),
             user_keys: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(6 * 3600))
@@ -235,6 +246,12 @@ impl ProjectClient {
                 .time_to_live(ABORT_REASONS_TTL)
                 .build(),
             limiter: DefaultKeyedRateLimiter::keyed(endpoint_quota(ENDPOINT_QPS)),
+            circuit: Circuit::new(
+                "feishu_project",
+                CircuitConfig::default(),
+                cfg.clock,
+                cfg.metrics,
+            ),
         })
     }
 
@@ -371,19 +388,34 @@ impl ProjectClient {
     }
 
     /// [`Self::call`], setting `unanswered` when a try may have reached the server without
-    /// its answer reaching us.
+    /// its answer reaching us. Goes through the circuit: refused at once while it is open,
+    /// and the outcome after all retries tells it whether Feishu Project is healthy.
     async fn call_noting(
         &self,
         call: Call<'_>,
         unanswered: &AtomicBool,
     ) -> Result<Value, ProjectError> {
+        let pass = self.circuit.admit()?;
+        let result = self.call_retrying(&call, unanswered).await;
+        pass.finish(match &result {
+            Err(e) if e.is_retryable() => Verdict::Failing,
+            _ => Verdict::Healthy,
+        });
+        result
+    }
+
+    async fn call_retrying(
+        &self,
+        call: &Call<'_>,
+        unanswered: &AtomicBool,
+    ) -> Result<Value, ProjectError> {
         let attempt = || async {
             let token = self.plugin_token().await?;
-            let result = match self.send_once(&token, &call).await {
+            let result = match self.send_once(&token, call).await {
                 Err(e) if e.code().is_some_and(|c| TOKEN_INVALID.contains(&c)) => {
                     self.token.invalidate(&token).await;
                     let token = self.plugin_token().await?;
-                    self.send_once(&token, &call).await
+                    self.send_once(&token, call).await
                 }
                 other => other,
             };

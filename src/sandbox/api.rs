@@ -225,6 +225,8 @@ async fn post_message(
     }
     s.hub
         .user_message(&message_id, chat_id, who.key, text, None);
+    // Replies to it count for its chat's send limit, as in Lark.
+    s.lark.note_message(&message_id, chat_id);
     let mentions = if mentioned {
         vec![MentionRef {
             key: "@_user_1".into(),

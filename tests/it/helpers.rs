@@ -372,6 +372,18 @@ impl TestApp {
     }
 
     pub async fn post_envelope(&self, path: &str, envelope: &Value, ts: &str) -> reqwest::Response {
+        // Lark knows which chat a person's message is in; tell the emulator, so that replies
+        // to it count for that chat's rate limit.
+        if let (Some(id), Some(chat)) = (
+            envelope
+                .pointer("/event/message/message_id")
+                .and_then(Value::as_str),
+            envelope
+                .pointer("/event/message/chat_id")
+                .and_then(Value::as_str),
+        ) {
+            self.lark.note_message(id, chat);
+        }
         let (body, headers) = match self.options.encrypt_key {
             Some(key) => {
                 let iv: [u8; 16] = rand::random();

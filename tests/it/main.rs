@@ -12,6 +12,7 @@ mod interactive;
 mod limits;
 mod listener;
 mod outcomes;
+mod pacing;
 mod project_side;
 mod props;
 mod rate_limits;

@@ -186,7 +186,7 @@ async fn a_lark_rate_limit_is_retried_after_the_reset_it_names() {
     let card = json!({"schema": "2.0", "body": {"elements": []}});
     let sent = tokio::time::timeout(
         Duration::from_secs(10),
-        client.reply_card("om_limited", &card, false, "uuid-limited"),
+        client.reply_card(GROUP_CHAT, "om_limited", &card, false, "uuid-limited"),
     )
     .await
     .expect("within 10 s");
