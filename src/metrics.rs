@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -29,6 +30,11 @@ pub struct UpstreamLabels {
 pub struct OutcomeLabels {
     pub action: &'static str,
     pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabels {
+    pub code: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -148,6 +154,8 @@ pub struct Metrics {
     ws_reconnects: Counter,
     ws_stopped: Family<ReasonLabels, Counter>,
     refused: Family<RefusedLabels, Counter>,
+    outbox_waiting: Gauge,
+    outbox_given_up: Family<CodeLabels, Counter>,
     tap: Option<Tap>,
 }
 
@@ -206,8 +214,22 @@ impl Metrics {
             "Commands and clicks refused by a limit, before any upstream call",
             refused.clone(),
         );
+        let outbox_waiting = Gauge::default();
+        registry.register(
+            "outbox_waiting",
+            "Replies and card updates stored and not yet delivered (waiting for a try or a retry)",
+            outbox_waiting.clone(),
+        );
+        let outbox_given_up = Family::<CodeLabels, Counter>::default();
+        registry.register(
+            "outbox_given_up",
+            "Replies and card updates dropped, by Lark's error code (or `expired` after ABORT_BOT_REPLY_RETRY)",
+            outbox_given_up.clone(),
+        );
         Self {
             registry,
+            outbox_waiting,
+            outbox_given_up,
             inbound,
             upstream,
             upstream_seconds,
@@ -263,6 +285,21 @@ impl Metrics {
     /// A command or click refused by `limit` (`limit_items`, `limit_reason`, `limit_rate`).
     pub fn refused(&self, limit: &'static str) {
         self.refused.get_or_create(&RefusedLabels { limit }).inc();
+    }
+
+    /// How many deliveries wait in the outbox.
+    pub fn outbox_waiting(&self, n: u64) {
+        self.outbox_waiting
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// A delivery dropped with `code`.
+    pub fn outbox_given_up(&self, code: &str) {
+        self.outbox_given_up
+            .get_or_create(&CodeLabels {
+                code: code.to_owned(),
+            })
+            .inc();
     }
 
     pub fn upstream(&self, endpoint: &'static str, call: UpstreamCall) {

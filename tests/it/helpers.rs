@@ -88,6 +88,10 @@ pub struct Options {
     pub log: Option<tracing::Dispatch>,
     /// How long the bot waits for one upstream answer.
     pub upstream_timeout: Duration,
+    /// The outbox's first pause after a failed delivery, on the bot's (manual) clock. Zero
+    /// by default: a failed reply is tried again at the next poll, since the clock of most
+    /// tests stands still.
+    pub outbox_first_pause: Duration,
 }
 
 impl Default for Options {
@@ -102,6 +106,7 @@ impl Default for Options {
             max_connections: None,
             log: None,
             upstream_timeout: Duration::from_secs(5),
+            outbox_first_pause: Duration::ZERO,
         }
     }
 }
@@ -230,6 +235,8 @@ async fn start(
         sweep_every: SWEEP_EVERY,
         header_timeout: options.read_timeouts,
         body_timeout: options.read_timeouts,
+        outbox_poll: Duration::from_millis(20),
+        outbox_first_pause: options.outbox_first_pause,
     };
     let app = runtime
         .spawn(async move { App::build(&settings, overrides).await })
@@ -328,7 +335,9 @@ impl TestApp {
 
     /// Like [`TestApp::restart`], with more variables set.
     pub async fn restart_with(mut self, env: Vec<(&'static str, &'static str)>) -> TestApp {
-        self.options.extra.extend(env.into_iter().map(|(k, v)| (k, v.to_owned())));
+        self.options
+            .extra
+            .extend(env.into_iter().map(|(k, v)| (k, v.to_owned())));
         self.restart().await
     }
 
