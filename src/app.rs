@@ -162,6 +162,7 @@ impl App {
             service: service.clone(),
             signer: signer.clone(),
             budget: DEFAULT_BUDGET,
+            outbox: outbox.clone(),
         });
         let (tx, rx) = Queue::new();
         // What a crash left pending is queued before the server accepts anything (the queue

@@ -307,3 +307,52 @@ async fn on_redis_answers_left_by_a_crash_are_delivered_once_after_restart() {
     .await;
     answers_outlive_the_process(app, true).await;
 }
+
+#[tokio::test]
+async fn a_slow_click_whose_result_cannot_land_ends_green_after_a_crash() {
+    let mut app = spawn_app().await;
+    let (message_id, _) = app.say_for_card(ALICE, Chat::Group, "/abort 12345").await;
+    app.project.push_fault(
+        abort_bot::emulator::project::Endpoint::Abort,
+        abort_bot::emulator::project::Fault::Delay(Duration::from_millis(3000)),
+    );
+    // Neither the delayed update nor the PATCH of the card gets through.
+    lark_down(&app, Endpoint::CardUpdate);
+    lark_down(&app, Endpoint::Patch);
+    let clicked = app
+        .click(
+            &ClickOn::button(&app, BOB, &message_id, "go")
+                .form(serde_json::json!({"option": "repeat", "reason": ""})),
+        )
+        .await;
+    assert_eq!(clicked.toast_type(), "info", "{}", clicked.body);
+    wait_for_puts(&app, 1).await;
+    {
+        let store = app.open_store().await;
+        store_until("the click's result waiting", &store, waiting, |n| *n == 1).await;
+    }
+    wait_until("the result tried", || {
+        !app.lark
+            .requests_to("PATCH", "/open-apis/im/v1/messages/")
+            .is_empty()
+    })
+    .await;
+    assert_eq!(
+        card_color(&app.lark.message(&message_id).expect("card").card),
+        "blue",
+        "nothing landed yet"
+    );
+    app.crash();
+    lark_back(&app);
+    let app = app.restart().await;
+    app.clock.advance_secs(60);
+    wait_until("the card shows the result", || {
+        app.lark
+            .message(&message_id)
+            .is_some_and(|m| card_color(&m.card) == "green")
+    })
+    .await;
+    let store = app.open_store().await;
+    store_until("the outbox emptied", &store, waiting, |n| *n == 0).await;
+    assert_eq!(app.project.requests_to("PUT", "/open_api/").len(), 1);
+}
