@@ -176,36 +176,44 @@ enum Tried {
 }
 
 impl Sender {
-    /// Sends until `shutdown` turns true; a page under way then gets [`FINAL_GRACE`] to
-    /// finish. What is left stays in the store (a cut-short try is due again after its
-    /// lease) for the next start.
+    /// Sends until `shutdown` turns true, then for at most [`FINAL_GRACE`] more: the page
+    /// under way, and what became due meanwhile (the answers of the events the worker
+    /// finished at shutdown). What is left stays in the store (a cut-short try is due again
+    /// after its lease) for the next start.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let this = Arc::new(self);
         let mut tick = tokio::time::interval(this.poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut page = Box::pin(this.clone().page());
         loop {
-            let mut page = std::pin::pin!(this.page());
-            let full = tokio::select! {
-                full = &mut page => full,
-                _ = shutdown.changed() => {
-                    let _ = tokio::time::timeout(FINAL_GRACE, page).await;
-                    break;
-                }
-            };
-            if full {
-                continue;
-            }
-            tokio::select! {
-                biased;
+            let taken = tokio::select! {
+                taken = &mut page => taken,
                 _ = shutdown.changed() => break,
-                () = this.outbox.wake.notified() => {}
-                _ = tick.tick() => {}
+            };
+            if taken < PAGE {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.changed() => {
+                        page = Box::pin(this.clone().page());
+                        break;
+                    }
+                    () = this.outbox.wake.notified() => {}
+                    _ = tick.tick() => {}
+                }
             }
+            page = Box::pin(this.clone().page());
+        }
+        let deadline = tokio::time::Instant::now() + FINAL_GRACE;
+        while let Ok(taken) = tokio::time::timeout_at(deadline, &mut page).await {
+            if taken == 0 {
+                break;
+            }
+            page = Box::pin(this.clone().page());
         }
     }
 
-    /// Takes one page of due entries and tries each; true if the page was full.
-    async fn page(self: &Arc<Self>) -> bool {
+    /// Takes one page of due entries and tries each; how many it took.
+    async fn page(self: Arc<Self>) -> usize {
         let store = &self.outbox.store;
         let now = self.outbox.clock.now_millis();
         let lease = i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX);
@@ -213,10 +221,10 @@ impl Sender {
             Ok(items) => items,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the outbox");
-                return false;
+                return 0;
             }
         };
-        let full = items.len() == PAGE;
+        let taken = items.len();
         let mut tries = JoinSet::new();
         for item in items {
             let this = self.clone();
@@ -227,7 +235,7 @@ impl Sender {
             Ok(n) => self.metrics.outbox_waiting(n),
             Err(e) => tracing::warn!(error = %e, "cannot count the outbox"),
         }
-        full
+        taken
     }
 
     async fn deliver(&self, item: OutboxItem) {
