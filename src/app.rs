@@ -20,6 +20,7 @@ use crate::lark::ws::SessionLimits;
 use crate::lark::ws::client::{LinkStatus, LongConnection};
 use crate::limits::Limits;
 use crate::metrics::{Metrics, Tap};
+use crate::outbox::{Outbox, Schedule, Sender};
 use crate::project::client::{ProjectClient, ProjectClientConfig};
 use crate::retry::RetryPolicy;
 use crate::routes::{AppState, ListenerLimits, READ_TIMEOUT, router, serve};
@@ -55,6 +56,10 @@ pub struct Overrides {
     pub body_timeout: Duration,
     /// How old (by the clock) a pending event must be before a sweep queues it.
     pub sweep_grace: Duration,
+    /// How often the outbox is read for deliveries that became due.
+    pub outbox_poll: Duration,
+    /// The outbox's pause after a first failed try (it doubles after each one).
+    pub outbox_first_pause: Duration,
 }
 
 impl Default for Overrides {
@@ -68,6 +73,8 @@ impl Default for Overrides {
             header_timeout: READ_TIMEOUT,
             body_timeout: READ_TIMEOUT,
             sweep_grace: SWEEP_GRACE,
+            outbox_poll: Duration::from_secs(1),
+            outbox_first_pause: crate::outbox::FIRST_PAUSE,
         }
     }
 }
@@ -112,6 +119,7 @@ pub struct App {
     listener: TcpListener,
     state: AppState,
     worker: Worker,
+    sender: Sender,
     queue: mpsc::UnboundedReceiver<InboxItem>,
     /// The long connection, in `websocket` mode.
     ws: Option<LongConnection<AppState>>,
@@ -152,10 +160,12 @@ impl App {
             limits: Limits::new(settings.max_items, settings.user_rate, o.clock.clone()),
         });
         let signer = Arc::new(Signer::new(settings.card_secret.clone()));
+        let outbox = Outbox::new(store.clone(), o.clock.clone());
         let interact = Arc::new(Interact {
             service: service.clone(),
             signer: signer.clone(),
             budget: DEFAULT_BUDGET,
+            outbox: outbox.clone(),
         });
         let (tx, rx) = Queue::new();
         // What a crash left pending is queued before the server accepts anything (the queue
@@ -191,7 +201,18 @@ impl App {
                 state.metrics.clone(),
             )
         });
+        let sender = Sender {
+            outbox: outbox.clone(),
+            lark: service.lark.clone(),
+            metrics: state.metrics.clone(),
+            schedule: Schedule {
+                give_up_after: settings.reply_retry,
+                first_pause: o.outbox_first_pause,
+            },
+            poll: o.outbox_poll,
+        };
         let worker = Worker {
+            outbox,
             store,
             chat: Arc::new(Chat {
                 service,
@@ -209,6 +230,7 @@ impl App {
             listener,
             state,
             worker,
+            sender,
             queue: rx,
             ws,
             limits: ListenerLimits {
@@ -231,6 +253,10 @@ impl App {
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let requeue = self.state.queue.clone();
+        // The outbox stops after the worker, so the answers of the events it finishes at
+        // shutdown still go out (or stay stored for the next start).
+        let (sender_stop_tx, sender_stop_rx) = watch::channel(false);
+        let sender = tokio::spawn(self.sender.run(sender_stop_rx));
         let worker = tokio::spawn(self.worker.run(self.queue, requeue, stop_rx));
         // The long connection stops with the server (dropping the sender stops it too).
         let (ws_stop_tx, ws_stop_rx) = watch::channel(false);
@@ -256,6 +282,10 @@ impl App {
         let _ = stop_tx.send(true);
         if worker.await.is_err() {
             tracing::error!("the worker stopped abnormally");
+        }
+        let _ = sender_stop_tx.send(true);
+        if sender.await.is_err() {
+            tracing::error!("the outbox stopped abnormally");
         }
         Ok(())
     }

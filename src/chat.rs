@@ -1,7 +1,8 @@
 //! What the bot does with one chat message: decide whether it is addressed, parse the command,
-//! check it against the limits, run it through the service, and reply with a card in the same
-//! place (thread included). Work that outlasts the budget gets an "in progress" reply at once;
-//! the result then replaces that card.
+//! check it against the limits, run it through the service, and make the card that answers it
+//! in the same place (thread included). That card is not sent here: it is the [`Delivery`]
+//! the worker stores in the outbox with the event's end. Work that outlasts the budget gets
+//! an "in progress" reply at once; the result then replaces that card.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use crate::command::{self, ActCommand, Command, OptionChoice};
 use crate::domain::{ReasonMenu, ReasonOption};
 use crate::lark::client::LarkError;
 use crate::lark::message::{ChatType, ReceivedMessage};
+use crate::outbox::Delivery;
 use crate::service::{ActRequest, Outcome, Service, reply_uuid};
 use crate::views::{self, BatchRequest};
 
@@ -27,13 +29,10 @@ pub struct Chat {
     pub budget: Duration,
 }
 
-/// Whether a failed message is worth another go later.
+/// Why a message could not be handled (nothing was done); [`Self::is_retryable`] says
+/// whether it is worth another go later.
 #[derive(Debug, thiserror::Error)]
 pub enum HandleError {
-    #[error("replying failed: {0}")]
-    Reply(#[source] LarkError),
-    #[error("putting the result on the card failed: {0}")]
-    Update(#[source] LarkError),
     #[error("could not tell whether the bot was mentioned: {0}")]
     BotInfo(#[source] LarkError),
 }
@@ -41,16 +40,15 @@ pub enum HandleError {
 impl HandleError {
     pub fn is_retryable(&self) -> bool {
         match self {
-            HandleError::Reply(e) | HandleError::Update(e) | HandleError::BotInfo(e) => {
-                e.is_retryable()
-            }
+            HandleError::BotInfo(e) => e.is_retryable(),
         }
     }
 }
 
 impl Chat {
-    /// Handles one message; Ok(false) when it was not meant for the bot.
-    pub async fn handle(&self, msg: &ReceivedMessage) -> Result<bool, HandleError> {
+    /// Handles one message: the card that answers it, or None when it was not meant for the
+    /// bot.
+    pub async fn handle(&self, msg: &ReceivedMessage) -> Result<Option<Delivery>, HandleError> {
         let service = &self.service;
         if msg.chat_type == ChatType::Group {
             let bot = service
@@ -59,7 +57,7 @@ impl Chat {
                 .await
                 .map_err(HandleError::BotInfo)?;
             if !msg.mentions_open_id(&bot) {
-                return Ok(false);
+                return Ok(None);
             }
         }
         let actor = &msg.sender;
@@ -68,19 +66,16 @@ impl Chat {
             .text
             .as_deref()
             .map(|t| command::parse(t, &service.web_url));
-        match parsed {
+        let delivery = match parsed {
             None => {
                 let card = views::help(Some(&command::ParseError::NotACommand));
-                self.reply_now(msg, &card).await
+                reply(msg, card)
             }
-            Some(Err(e)) => self.reply_now(msg, &views::help(Some(&e))).await,
-            Some(Ok(Command::Help)) => self.reply_now(msg, &views::help(None)).await,
+            Some(Err(e)) => reply(msg, views::help(Some(&e))),
+            Some(Ok(Command::Help)) => reply(msg, views::help(None)),
             Some(Ok(Command::Bind { space })) => {
                 if let Err(refusal) = service.admit(actor, 0, "") {
-                    return self
-                        .reply_now(msg, &views::refused(&refusal, open_id))
-                        .await
-                        .map(|()| true);
+                    return Ok(Some(reply(msg, views::refused(&refusal, open_id))));
                 }
                 let work = async {
                     let result = service.bind(&msg.chat_id, &space, actor).await;
@@ -95,10 +90,7 @@ impl Chat {
                     | OptionChoice::DidYouMean { reason, .. } => reason,
                 };
                 if let Err(refusal) = service.admit(actor, cmd.refs.len(), reason) {
-                    return self
-                        .reply_now(msg, &views::refused(&refusal, open_id))
-                        .await
-                        .map(|()| true);
+                    return Ok(Some(reply(msg, views::refused(&refusal, open_id))));
                 }
                 let progress = match &cmd.choice {
                     OptionChoice::Chosen { .. } => views::progress(cmd.action, &cmd.refs, open_id),
@@ -106,8 +98,8 @@ impl Chat {
                 };
                 self.answer(msg, self.act(msg, &cmd), progress).await
             }
-        }?;
-        Ok(true)
+        };
+        Ok(Some(delivery))
     }
 
     /// The card an abort or restore command answers with.
@@ -181,76 +173,65 @@ impl Chat {
         }
     }
 
-    /// Answers with a card that needed no upstream call.
-    async fn reply_now(&self, msg: &ReceivedMessage, card: &Value) -> Result<(), HandleError> {
-        self.reply(msg, card).await.map(|_| ())
-    }
-
-    /// Answers with what `work` makes. Past the budget the answer is `progress` at once,
-    /// and the result replaces it. The id of that early card is stored before the work goes
-    /// on, so a retry or a restart updates the same card and never replies twice.
+    /// The answer `work` makes. Past the budget an "in progress" card (`progress`) is sent
+    /// at once, its id stored before the work goes on, and the answer is a PATCH of it; a
+    /// re-run after a crash finds that id and PATCHes the same card, never replying twice.
     async fn answer(
         &self,
         msg: &ReceivedMessage,
         work: impl Future<Output = Value>,
         progress: Value,
-    ) -> Result<(), HandleError> {
+    ) -> Delivery {
         let service = &self.service;
         let earlier = match service.store.reply_of(msg.message_id.clone()).await {
             Ok(earlier) => earlier,
             Err(e) => {
-                // Replying again is still safe: the reply's uuid makes Lark drop a repeat.
+                // Replying is still safe: the reply's uuid makes Lark drop a repeat.
                 tracing::error!(error = %e, "cannot read whether this command was answered");
                 None
             }
         };
-        if let Some(reply_id) = earlier {
+        if let Some(message_id) = earlier {
             let card = work.await;
-            return service
-                .lark
-                .patch_card(&reply_id, &card)
-                .await
-                .map_err(HandleError::Update);
+            return Delivery::Patch { message_id, card };
         }
         let mut work = std::pin::pin!(work);
         if let Ok(card) = tokio::time::timeout(self.budget, &mut work).await {
-            return self.reply_now(msg, &card).await;
+            return reply(msg, card);
         }
-        let reply_id = self.reply(msg, &progress).await?;
+        let in_thread = msg.thread_id.is_some();
+        let uuid = reply_uuid(&msg.message_id);
+        let sent = service
+            .lark
+            .reply_card(&msg.chat_id, &msg.message_id, &progress, in_thread, &uuid)
+            .await;
+        let card_id = match sent {
+            Ok(id) => id,
+            Err(e) => {
+                // The result goes as the reply instead. If this one landed though its answer
+                // was lost, Lark names it for the same uuid, and that card is PATCHed.
+                tracing::warn!(error = %e, "cannot send the in-progress card; the result replies instead");
+                let card = work.await;
+                return reply_then_patch(msg, card, true);
+            }
+        };
         let stored = service
             .store
             .remember_reply(
                 msg.message_id.clone(),
-                reply_id.clone(),
+                card_id.clone(),
                 service.clock.now_secs(),
             )
             .await;
         if let Err(e) = stored {
-            // A retry then replies again with the same uuid, which Lark drops.
+            // A re-run then replies again with the same uuid, which Lark drops.
             tracing::error!(error = %e, "cannot store the in-progress card's id");
         }
         let card = work.await;
-        service
-            .lark
-            .patch_card(&reply_id, &card)
-            .await
-            .map_err(HandleError::Update)
-    }
-
-    /// Replies to the message with a card; the id of the reply.
-    async fn reply(&self, msg: &ReceivedMessage, card: &Value) -> Result<String, HandleError> {
-        let in_thread = msg.thread_id.is_some();
-        self.service
-            .lark
-            .reply_card(
-                &msg.chat_id,
-                &msg.message_id,
-                card,
-                in_thread,
-                &reply_uuid(&msg.message_id),
-            )
-            .await
-            .map_err(HandleError::Reply)
+        Delivery::Patch {
+            message_id: card_id,
+            card,
+        }
     }
 
     /// The interactive picker: the items looked up as the sender, the options to choose from.
@@ -288,6 +269,23 @@ impl Chat {
             actor_open_id: msg.sender.open_id.as_deref(),
         };
         views::picker(&picker, &service.web_url, stamp)
+    }
+}
+
+/// The reply to `msg` with `card`, in its thread if it has one, under the uuid derived from it.
+fn reply(msg: &ReceivedMessage, card: Value) -> Delivery {
+    reply_then_patch(msg, card, false)
+}
+
+/// Like [`reply`]; with `patch_after`, the message Lark answers with is PATCHed too.
+fn reply_then_patch(msg: &ReceivedMessage, card: Value, patch_after: bool) -> Delivery {
+    Delivery::Reply {
+        chat: msg.chat_id.clone(),
+        to: msg.message_id.clone(),
+        uuid: reply_uuid(&msg.message_id),
+        in_thread: msg.thread_id.is_some(),
+        card,
+        patch_after,
     }
 }
 

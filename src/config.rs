@@ -40,6 +40,7 @@ pub const VARIABLES: &[&str] = &[
     "ABORT_BOT_REDIS_WAIT_REPLICAS",
     "ABORT_BOT_REDIS_WAIT_TIMEOUT",
     "ABORT_BOT_MAX_CONNECTIONS",
+    "ABORT_BOT_REPLY_RETRY",
 ];
 
 /// The longest `ABORT_BOT_REDIS_WAIT_TIMEOUT`: Lark gives up on a delivery after 3 s, and the
@@ -113,6 +114,8 @@ pub struct Settings {
     pub redis_wait: Option<crate::store::RedisWait>,
     /// Open HTTP connections held at once; one more is closed at once.
     pub max_connections: usize,
+    /// How long a reply or card update that failed for a passing reason is retried.
+    pub reply_retry: Duration,
 }
 
 impl fmt::Debug for Settings {
@@ -135,6 +138,7 @@ impl fmt::Debug for Settings {
             .field("log_format", &self.log_format)
             .field("redis_wait", &self.redis_wait)
             .field("max_connections", &self.max_connections)
+            .field("reply_retry", &self.reply_retry)
             .finish_non_exhaustive()
     }
 }
@@ -433,6 +437,21 @@ impl Settings {
                 Duration::from_secs(24 * 3600)
             }
         };
+        let reply_retry_raw = r
+            .optional("ABORT_BOT_REPLY_RETRY")
+            .unwrap_or_else(|| "24h".into());
+        let reply_retry = match parse_duration(&reply_retry_raw) {
+            Some(d) if d >= Duration::from_secs(60) => d,
+            _ => {
+                r.problem(
+                    "ABORT_BOT_REPLY_RETRY",
+                    format!(
+                        "malformed: `{reply_retry_raw}` is not a duration of at least 1m such as 24h"
+                    ),
+                );
+                Duration::from_secs(24 * 3600)
+            }
+        };
         let mode = match r.optional("ABORT_BOT_MODE").as_deref() {
             None | Some("webhook") => Mode::Webhook,
             Some("websocket") => Mode::Websocket,
@@ -501,6 +520,7 @@ impl Settings {
             listen,
             store,
             dedup_retention,
+            reply_retry,
             mode,
             card_secret,
             batch_confirm,
@@ -621,6 +641,7 @@ mod tests {
         assert_eq!(s.max_connections, 4096);
         assert_eq!(s.max_items, 50);
         assert_eq!(s.user_rate, 20);
+        assert_eq!(s.reply_retry, Duration::from_secs(86_400));
         assert!(s.lark.encrypt_key.is_none());
     }
 
@@ -641,10 +662,11 @@ mod tests {
             .set("ABORT_BOT_BATCH_CONFIRM", "0")
             .set("ABORT_BOT_MAX_CONNECTIONS", "0")
             .set("ABORT_BOT_MAX_ITEMS", "many")
-            .set("ABORT_BOT_USER_RATE", "-3");
+            .set("ABORT_BOT_USER_RATE", "-3")
+            .set("ABORT_BOT_REPLY_RETRY", "soon");
         let err = Settings::from_sources(&src).err().map(|e| e.to_string());
         let text = err.unwrap_or_default();
-        assert_eq!(text.lines().count(), 7, "{text}");
+        assert_eq!(text.lines().count(), 8, "{text}");
         for name in [
             "ABORT_BOT_LISTEN",
             "ABORT_BOT_DEDUP_RETENTION",
@@ -653,6 +675,7 @@ mod tests {
             "ABORT_BOT_MAX_CONNECTIONS",
             "ABORT_BOT_MAX_ITEMS",
             "ABORT_BOT_USER_RATE",
+            "ABORT_BOT_REPLY_RETRY",
         ] {
             assert!(text.contains(name), "{name} missing in {text}");
         }

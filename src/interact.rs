@@ -11,7 +11,9 @@
 //! toast saying who already acted. A failure that belongs to the clicker (not a user, no
 //! permission) gives the claim back and answers that person alone: the shared card stays as
 //! it was, usable by the others. The work runs under a 2.5 s budget; past it the clicker
-//! hears "working on it" and the result follows with the delayed-update API, or a PATCH.
+//! hears "working on it" and the result is stored in the outbox ([`crate::outbox`]), which
+//! delivers it with the delayed-update API while the click's token is valid, or a PATCH, and
+//! keeps trying across a stop or a crash until it lands.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +25,7 @@ use crate::card_value::{ButtonValue, CardStamp, Kind, Signer};
 use crate::cards::Vars;
 use crate::domain::ReasonOption;
 use crate::lark::card_action::{CallbackAnswer, CardClick, Toast};
+use crate::outbox::{CARD_TOKEN_VALID, Delivery, Outbox};
 use crate::service::{ActReport, ActRequest, Outcome, Service, reply_uuid};
 use crate::store::{CardClaim, Claim, ClaimRequest};
 use crate::views;
@@ -42,6 +45,8 @@ pub struct Interact {
     pub signer: Arc<Signer>,
     /// How long a click may work before the answer goes out without the result.
     pub budget: Duration,
+    /// Where a result that outlives the answer goes.
+    pub outbox: Outbox,
 }
 
 /// How a Go click ended.
@@ -192,18 +197,28 @@ impl Interact {
             }
             Err(_) => {
                 let answered = Instant::now();
-                let lark = self.service.lark.clone();
+                let outbox = self.outbox.clone();
+                let token_until = self.service.clock.now_millis().saturating_add(
+                    i64::try_from(CARD_TOKEN_VALID.as_millis()).unwrap_or(i64::MAX),
+                );
                 let token = click.card_token.clone();
                 let message_id = click.open_message_id.clone();
                 let clicker = click.operator.open_id.clone();
                 let click_id = click.click_id.clone();
+                let nonce = value.nonce.clone();
                 let action = value.action;
                 tokio::spawn(async move {
-                    match work.await {
+                    let (key, delivery) = match work.await {
                         Ok(Step::Acted(_, card)) => {
+                            // The delayed update must come after Lark has the answer (§3.4).
                             tokio::time::sleep_until(answered + AFTER_ANSWER).await;
-                            deliver_late(&lark, token.as_deref(), message_id.as_deref(), &card)
-                                .await;
+                            let update = Delivery::Update {
+                                token,
+                                token_until,
+                                message_id,
+                                card,
+                            };
+                            (format!("click:{nonce}"), update)
                         }
                         // The clicker heard only "working on it": tell them alone, in a
                         // direct message; the shared card was never touched.
@@ -213,17 +228,23 @@ impl Interact {
                                 return;
                             };
                             let card = views::outcome_only(&outcome, action, Some(&open_id));
-                            let uuid = reply_uuid(&format!("personal|{click_id}"));
-                            if let Err(e) = lark.send_card("open_id", &open_id, &card, &uuid).await
-                            {
-                                tracing::error!(error = %e, "cannot tell a clicker why nothing was done");
-                            }
+                            let send = Delivery::Send {
+                                receive_id_type: "open_id".into(),
+                                uuid: reply_uuid(&format!("personal|{click_id}")),
+                                receive_id: open_id,
+                                card,
+                            };
+                            (format!("personal:{click_id}"), send)
                         }
                         // Someone else's click took the card; its own answer shows the result.
-                        Ok(Step::Held(_)) => {}
+                        Ok(Step::Held(_)) => return,
                         Ok(Step::Failed) | Err(_) => {
                             tracing::error!("a slow card action failed; the card stays as it was");
+                            return;
                         }
+                    };
+                    if let Err(e) = outbox.add(key, &delivery).await {
+                        tracing::error!(error = %e, "cannot store a click's late result; the card stays as it was");
                     }
                 });
                 toast_only("info", "toast_working")
@@ -348,30 +369,6 @@ fn toast_only(kind: &'static str, key: &str) -> CallbackAnswer {
     CallbackAnswer {
         toast: Some(views::toast(kind, key, &Vars::new())),
         card: None,
-    }
-}
-
-/// Puts the result on the card after the callback was answered: the delayed-update API with
-/// the click's token, or, without a token or when it fails, a PATCH of the message.
-async fn deliver_late(
-    lark: &crate::lark::client::LarkClient,
-    token: Option<&str>,
-    message_id: Option<&str>,
-    card: &Value,
-) {
-    if let Some(token) = token {
-        match lark.delayed_update(token, message_id, card).await {
-            Ok(()) => return,
-            Err(e) => tracing::warn!(error = %e, "delayed card update failed; patching instead"),
-        }
-    }
-    match message_id {
-        Some(id) => {
-            if let Err(e) = lark.patch_card(id, card).await {
-                tracing::error!(error = %e, "could not put the result on the card");
-            }
-        }
-        None => tracing::error!("no token and no message to put a late result on"),
     }
 }
 

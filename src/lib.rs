@@ -10,6 +10,8 @@
 //! - [`store`]: the durable inbox, dedup keys, chat bindings and the record of sent PUTs,
 //!   in SQLite or Redis.
 //! - [`worker`]: takes stored events from the inbox and runs them, after the ack.
+//! - [`outbox`]: the cards the work answers with, stored once and delivered (retried with
+//!   backoff for `ABORT_BOT_REPLY_RETRY`) as a step of their own.
 //! - [`command`]: chat text → [`command::Command`]; [`domain`] holds the validated vocabulary.
 //! - [`service`]: the one place that decides what an abort/restore does, free of HTTP;
 //!   [`limits`] bounds what one request (and one person per minute) may ask of it.
@@ -38,6 +40,7 @@ pub mod interact;
 pub mod lark;
 pub mod limits;
 pub mod metrics;
+pub mod outbox;
 pub mod project;
 pub mod retry;
 pub mod routes;

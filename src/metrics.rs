@@ -33,6 +33,11 @@ pub struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabels {
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: &'static str,
 }
@@ -159,6 +164,8 @@ pub struct Metrics {
     circuit_state: Family<CircuitLabels, Gauge>,
     circuit_opened: Family<CircuitLabels, Counter>,
     circuit_closed: Family<CircuitLabels, Counter>,
+    outbox_waiting: Gauge,
+    outbox_given_up: Family<CodeLabels, Counter>,
     tap: Option<Tap>,
 }
 
@@ -247,8 +254,22 @@ impl Metrics {
             "Times an open circuit closed again after a successful probe",
             circuit_closed.clone(),
         );
+        let outbox_waiting = Gauge::default();
+        registry.register(
+            "outbox_waiting",
+            "Replies and card updates stored and not yet delivered (waiting for a try or a retry)",
+            outbox_waiting.clone(),
+        );
+        let outbox_given_up = Family::<CodeLabels, Counter>::default();
+        registry.register(
+            "outbox_given_up",
+            "Replies and card updates dropped, by Lark's error code (or `expired` after ABORT_BOT_REPLY_RETRY)",
+            outbox_given_up.clone(),
+        );
         Self {
             registry,
+            outbox_waiting,
+            outbox_given_up,
             inbound,
             upstream,
             upstream_seconds,
@@ -332,6 +353,21 @@ impl Metrics {
     pub fn circuit_closed(&self, upstream: &'static str) {
         self.circuit_closed
             .get_or_create(&CircuitLabels { upstream })
+            .inc();
+    }
+
+    /// How many deliveries wait in the outbox.
+    pub fn outbox_waiting(&self, n: u64) {
+        self.outbox_waiting
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// A delivery dropped with `code`.
+    pub fn outbox_given_up(&self, code: &str) {
+        self.outbox_given_up
+            .get_or_create(&CodeLabels {
+                code: code.to_owned(),
+            })
             .inc();
     }
 

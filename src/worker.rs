@@ -1,9 +1,10 @@
 //! Runs stored events after they were acknowledged. New events arrive on a [`Queue`] from the
 //! routes; whatever a crash left pending was put on the same queue at start-up, and a
 //! periodic sweep queues anything else still pending (an event whose store write succeeded
-//! but whose answer was lost, so its redelivery was taken for a duplicate). Each event is
-//! finished in the store only after its reply went out, so nothing is lost; a redelivery
-//! cannot act twice because the PUT and the reply carry derived idempotency keys.
+//! but whose answer was lost, so its redelivery was taken for a duplicate). An event ends in
+//! the same store write that puts its answer in the outbox ([`crate::outbox`]), so the work
+//! is never run again and the answer is never lost; sending it is the outbox's job. A re-run
+//! after a crash mid-work cannot act twice: the PUT carries a derived idempotency key.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,6 +18,7 @@ use crate::chat::Chat;
 use crate::clock::SharedClock;
 use crate::lark::message::ReceivedMessage;
 use crate::metrics::Metrics;
+use crate::outbox::Outbox;
 use crate::store::{Finish, InboxItem, Store};
 
 /// Attempts before an event is given up on (and logged as failed).
@@ -104,6 +106,8 @@ impl Queue {
 pub struct Worker {
     pub store: Store,
     pub chat: Arc<Chat>,
+    /// Where the answers go.
+    pub outbox: Outbox,
     pub clock: SharedClock,
     pub retention: Duration,
     /// How often to sweep the store for pending events ([`SWEEP_EVERY`]; shorter in tests).
@@ -218,7 +222,14 @@ impl Worker {
         let span =
             tracing::info_span!("message", message_id = %msg.message_id, chat_id = %msg.chat_id);
         match self.chat.handle(&msg).instrument(span).await {
-            Ok(_) => self.finish(item.id, Finish::Done, &requeue).await,
+            Ok(Some(answer)) => {
+                let key = format!("message:{}", msg.message_id);
+                if let Err(e) = self.outbox.finish_with(item.id, key, &answer).await {
+                    tracing::error!(error = %e, inbox_id = item.id, "cannot store the answer; a later sweep runs the event again");
+                }
+                requeue.finished(item.id);
+            }
+            Ok(None) => self.finish(item.id, Finish::Done, &requeue).await,
             Err(e) if e.is_retryable() && item.attempts + 1 < MAX_ATTEMPTS => {
                 tracing::warn!(error = %e, attempt = item.attempts + 1, "message failed; will retry");
                 if let Err(e) = self.store.note_attempt(item.id).await {

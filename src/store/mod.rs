@@ -1,5 +1,6 @@
 //! The durable store: the inbox of accepted events, dedup keys, chat bindings, the record
-//! of sent PUTs, the cards sent before their result, and who used each interactive card.
+//! of sent PUTs, the cards sent before their result, who used each interactive card, and the
+//! outbox of cards waiting to be delivered.
 //!
 //! [`Store`] is one handle over two backends, chosen by `ABORT_BOT_STORE`: SQLite (`sqlite`,
 //! the default: one file, nothing to run beside the bot) and Redis (`redis`, for hosts
@@ -113,6 +114,28 @@ pub struct ClaimRequest {
     pub stale_before: i64,
 }
 
+/// A card to deliver, offered to the outbox once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDelivery {
+    /// What it answers (`message:<message_id>`, `click:<nonce>`, …): the same key is stored
+    /// only once.
+    pub key: String,
+    /// The delivery, as the outbox loop reads it back.
+    pub payload: String,
+}
+
+/// A stored delivery that is due, taken for one try.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub key: String,
+    pub payload: String,
+    /// Tries that failed so far.
+    pub attempts: i64,
+    /// When it was stored (Unix milliseconds, the bot's clock).
+    pub created_at: i64,
+}
+
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -206,6 +229,69 @@ impl Store {
 
     pub async fn finish(&self, id: i64, how: Finish, now: i64) -> Result<(), StoreError> {
         dispatch!(self.finish(id, how, now))
+    }
+
+    /// Finishes an inbox item as done and stores the card that answers it, in one write: the
+    /// work is never run again, and its answer is never lost. `now_ms` in milliseconds.
+    pub async fn finish_delivering(
+        &self,
+        id: i64,
+        delivery: NewDelivery,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.finish_delivering(id, delivery, now_ms))
+    }
+
+    /// Stores a card to deliver, due at once, unless its key was stored before; true if new.
+    pub async fn add_delivery(
+        &self,
+        delivery: NewDelivery,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.add_delivery(delivery, now_ms))
+    }
+
+    /// At most `limit` deliveries due at `now_ms`, oldest due first; each is taken for
+    /// `lease_ms` (not due again until then, so a second process or a crash mid-try cannot
+    /// lose or double it).
+    pub async fn due_deliveries(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        dispatch!(self.due_deliveries(now_ms, lease_ms, limit))
+    }
+
+    /// A try failed for a reason that can pass: counts it and makes it due at `next_at_ms`.
+    pub async fn retry_delivery(&self, id: i64, next_at_ms: i64) -> Result<(), StoreError> {
+        dispatch!(self.retry_delivery(id, next_at_ms))
+    }
+
+    /// Ends a delivery: `None` = delivered, `Some(code)` = given up with that error code
+    /// (kept, like finished inbox items, until purged). `now` in Unix seconds.
+    pub async fn end_delivery(
+        &self,
+        id: i64,
+        given_up: Option<String>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.end_delivery(id, given_up, now))
+    }
+
+    /// How many deliveries are waiting (due or not).
+    pub async fn deliveries_waiting(&self) -> Result<u64, StoreError> {
+        dispatch!(self.deliveries_waiting())
+    }
+
+    /// When the next waiting delivery is due (Unix ms), if any is waiting.
+    pub async fn next_delivery_due(&self) -> Result<Option<i64>, StoreError> {
+        dispatch!(self.next_delivery_due())
+    }
+
+    /// The error code a delivery was given up with (None: waiting, delivered, or unknown).
+    pub async fn delivery_given_up(&self, key: String) -> Result<Option<String>, StoreError> {
+        dispatch!(self.delivery_given_up(key))
     }
 
     /// Records that a PUT with this idempotency key is about to be sent.

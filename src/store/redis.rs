@@ -31,6 +31,10 @@
 //! | `abort-bot:put:<idem_uuid>` | string, TTL | sent_at of a PUT about to be sent |
 //! | `abort-bot:card:<nonce>` | hash, TTL until expiry + retention | click_id, kind, by_open_id, claimed_at, expires_at, result |
 //! | `abort-bot:reply:<message_id>` | string, TTL | message_id of the card that answers a command, once sent |
+//! | `abort-bot:outbox:next-id` | string | the last outbox id handed out |
+//! | `abort-bot:outbox:<id>` | hash | key, payload, attempts, created_at (ms), status, code, finished_at; TTL once ended |
+//! | `abort-bot:outbox:due` | sorted set | ids of waiting deliveries, scored by when they are due (ms) |
+//! | `abort-bot:outbox-key:<key>` | string | outbox id of a delivery's key (`message:<id>`, …); TTL once ended |
 //! | `abort-bot:binding:<chat_id>` | hash, no TTL | space, bound_by, bound_at |
 //! | `abort-bot:index:{seen,puts,cards,finished}` | sorted sets | what purge forgets, scored by the time it counts from |
 //!
@@ -47,7 +51,10 @@ use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{AsyncCommands, ErrorKind, RedisError, Script, ServerErrorKind};
 
 use super::redis_url::RedisUrl;
-use super::{Accepted, CardClaim, Claim, ClaimRequest, Finish, InboxItem, StoreError};
+use super::{
+    Accepted, CardClaim, Claim, ClaimRequest, Finish, InboxItem, NewDelivery, OutboxItem,
+    StoreError,
+};
 
 /// Prefix of every key.
 const PREFIX: &str = "abort-bot:";
@@ -72,6 +79,18 @@ static FINISH_CARD: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/finish_card.lua")));
 static RELEASE_CARD: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/release_card.lua")));
+static FINISH_DELIVERING: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/finish_delivering.lua")));
+static ADD_DELIVERY: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/add_delivery.lua")));
+static DUE_DELIVERIES: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/due_deliveries.lua")));
+static RETRY_DELIVERY: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/retry_delivery.lua")));
+static END_DELIVERY: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/end_delivery.lua")));
+static DELIVERY_GIVEN_UP: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/delivery_given_up.lua")));
 static PURGE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/purge.lua")));
 
 fn key(parts: &[&str]) -> String {
@@ -437,6 +456,137 @@ impl RedisStore {
         )
         .await?;
         Ok(())
+    }
+
+    pub(super) async fn finish_delivering(
+        &self,
+        id: i64,
+        delivery: NewDelivery,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let item = key(&["inbox", &id.to_string()]);
+        let now = now_ms.div_euclid(1000);
+        self.run::<i64>(
+            &FINISH_DELIVERING,
+            &[
+                &item,
+                &key(&["inbox", "pending"]),
+                &key(&["index", "finished"]),
+                &key(&["outbox-key", &delivery.key]),
+                &key(&["outbox", "next-id"]),
+                &key(&["outbox", "due"]),
+            ],
+            &[
+                &id,
+                &now,
+                &self.ttl,
+                &PREFIX,
+                &delivery.key,
+                &delivery.payload,
+                &now_ms,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn add_delivery(
+        &self,
+        delivery: NewDelivery,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let id: i64 = self
+            .run(
+                &ADD_DELIVERY,
+                &[
+                    &key(&["outbox-key", &delivery.key]),
+                    &key(&["outbox", "next-id"]),
+                    &key(&["outbox", "due"]),
+                ],
+                &[&PREFIX, &delivery.key, &delivery.payload, &now_ms],
+            )
+            .await?;
+        Ok(id > 0)
+    }
+
+    pub(super) async fn due_deliveries(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(i64, String, String, i64, i64)> = self
+            .run(
+                &DUE_DELIVERIES,
+                &[&key(&["outbox", "due"])],
+                &[&PREFIX, &now_ms, &lease_ms, &limit],
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, key, payload, attempts, created_at)| OutboxItem {
+                id,
+                key,
+                payload,
+                attempts,
+                created_at,
+            })
+            .collect())
+    }
+
+    pub(super) async fn retry_delivery(&self, id: i64, next_at_ms: i64) -> Result<(), StoreError> {
+        self.run::<i64>(
+            &RETRY_DELIVERY,
+            &[&key(&["outbox", &id.to_string()]), &key(&["outbox", "due"])],
+            &[&id, &next_at_ms],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn end_delivery(
+        &self,
+        id: i64,
+        given_up: Option<String>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let status = if given_up.is_some() {
+            "given_up"
+        } else {
+            "delivered"
+        };
+        let code = given_up.unwrap_or_default();
+        self.run::<i64>(
+            &END_DELIVERY,
+            &[&key(&["outbox", &id.to_string()]), &key(&["outbox", "due"])],
+            &[&id, &status, &code, &now, &self.ttl, &PREFIX],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn deliveries_waiting(&self) -> Result<u64, StoreError> {
+        let mut c = self.conn.clone();
+        c.zcard(key(&["outbox", "due"]))
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    pub(super) async fn next_delivery_due(&self) -> Result<Option<i64>, StoreError> {
+        let mut c = self.conn.clone();
+        let first: Vec<(i64, i64)> = c
+            .zrange_withscores(key(&["outbox", "due"]), 0, 0)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(first.first().map(|(_, due)| *due))
+    }
+
+    pub(super) async fn delivery_given_up(&self, k: String) -> Result<Option<String>, StoreError> {
+        self.run(&DELIVERY_GIVEN_UP, &[&key(&["outbox-key", &k])], &[&PREFIX])
+            .await
     }
 
     pub(super) async fn claim_card(&self, req: ClaimRequest) -> Result<Claim, StoreError> {

@@ -15,7 +15,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use super::sqlite_lock::{self, ProcessLock};
-use super::{Accepted, CardClaim, Claim, ClaimRequest, Finish, InboxItem, StoreError};
+use super::{
+    Accepted, CardClaim, Claim, ClaimRequest, Finish, InboxItem, NewDelivery, OutboxItem,
+    StoreError,
+};
 
 /// How many queued requests one transaction takes at most.
 const MAX_BATCH: usize = 512;
@@ -66,6 +69,18 @@ CREATE TABLE IF NOT EXISTS replies (
     reply_id   TEXT NOT NULL,
     sent_at    INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox (
+    id          INTEGER PRIMARY KEY,
+    dedup_key   TEXT NOT NULL UNIQUE,
+    payload     TEXT NOT NULL,
+    status      TEXT NOT NULL DEFAULT 'waiting',
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    created_at  INTEGER NOT NULL,
+    next_at     INTEGER NOT NULL,
+    code        TEXT,
+    finished_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_at);
 CREATE TABLE IF NOT EXISTS card_claims (
     nonce      TEXT PRIMARY KEY,
     click_id   TEXT NOT NULL,
@@ -214,6 +229,131 @@ impl SqliteStore {
             c.prepare_cached("UPDATE inbox SET status = ?2, finished_at = ?3 WHERE id = ?1")?
                 .execute(params![id, status, now])
                 .map(|_| ())
+        })
+        .await
+    }
+
+    /// Finishes an inbox item as done and stores its answer, all or nothing.
+    pub(super) async fn finish_delivering(
+        &self,
+        id: i64,
+        delivery: NewDelivery,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.run_atomic(move |c| {
+            c.prepare_cached("UPDATE inbox SET status = 'done', finished_at = ?2 WHERE id = ?1")?
+                .execute(params![id, now_ms.div_euclid(1000)])?;
+            insert_delivery(c, &delivery, now_ms).map(|_| ())
+        })
+        .await
+    }
+
+    pub(super) async fn add_delivery(
+        &self,
+        delivery: NewDelivery,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.run(move |c| insert_delivery(c, &delivery, now_ms))
+            .await
+    }
+
+    pub(super) async fn due_deliveries(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        self.run_atomic(move |c| {
+            let items: Vec<OutboxItem> = {
+                let mut stmt = c.prepare_cached(
+                    "SELECT id, dedup_key, payload, attempts, created_at FROM outbox
+                     WHERE status = 'waiting' AND next_at <= ?1 ORDER BY next_at, id LIMIT ?2",
+                )?;
+                let rows = stmt.query_map(
+                    params![now_ms, i64::try_from(limit).unwrap_or(i64::MAX)],
+                    |r| {
+                        Ok(OutboxItem {
+                            id: r.get(0)?,
+                            key: r.get(1)?,
+                            payload: r.get(2)?,
+                            attempts: r.get(3)?,
+                            created_at: r.get(4)?,
+                        })
+                    },
+                )?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            let mut lease = c.prepare_cached("UPDATE outbox SET next_at = ?2 WHERE id = ?1")?;
+            for item in &items {
+                lease.execute(params![item.id, now_ms.saturating_add(lease_ms)])?;
+            }
+            Ok(items)
+        })
+        .await
+    }
+
+    pub(super) async fn retry_delivery(&self, id: i64, next_at_ms: i64) -> Result<(), StoreError> {
+        self.run(move |c| {
+            c.prepare_cached(
+                "UPDATE outbox SET attempts = attempts + 1, next_at = ?2
+                 WHERE id = ?1 AND status = 'waiting'",
+            )?
+            .execute(params![id, next_at_ms])
+            .map(|_| ())
+        })
+        .await
+    }
+
+    pub(super) async fn end_delivery(
+        &self,
+        id: i64,
+        given_up: Option<String>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let status = if given_up.is_some() {
+            "given_up"
+        } else {
+            "delivered"
+        };
+        self.run(move |c| {
+            c.prepare_cached(
+                "UPDATE outbox SET status = ?2, code = ?3, finished_at = ?4
+                 WHERE id = ?1 AND status = 'waiting'",
+            )?
+            .execute(params![id, status, given_up, now])
+            .map(|_| ())
+        })
+        .await
+    }
+
+    pub(super) async fn deliveries_waiting(&self) -> Result<u64, StoreError> {
+        self.run(|c| {
+            c.prepare_cached("SELECT COUNT(*) FROM outbox WHERE status = 'waiting'")?
+                .query_row([], |r| r.get::<_, i64>(0))
+                .map(|n| u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+
+    pub(super) async fn next_delivery_due(&self) -> Result<Option<i64>, StoreError> {
+        self.run(|c| {
+            c.prepare_cached("SELECT MIN(next_at) FROM outbox WHERE status = 'waiting'")?
+                .query_row([], |r| r.get(0))
+        })
+        .await
+    }
+
+    pub(super) async fn delivery_given_up(
+        &self,
+        key: String,
+    ) -> Result<Option<String>, StoreError> {
+        self.run(move |c| {
+            c.query_row(
+                "SELECT code FROM outbox WHERE dedup_key = ?1 AND status = 'given_up'",
+                [key],
+                |r| r.get(0),
+            )
+            .optional()
         })
         .await
     }
@@ -379,7 +519,11 @@ impl SqliteStore {
                 + c.execute("DELETE FROM replies WHERE sent_at < ?1", [before])?;
             // A card past its interaction window can no longer be clicked.
             let e = c.execute("DELETE FROM card_claims WHERE expires_at < ?1", [before])?;
-            Ok(a + b + d + e)
+            let f = c.execute(
+                "DELETE FROM outbox WHERE status != 'waiting' AND finished_at < ?1",
+                [before],
+            )?;
+            Ok(a + b + d + e + f)
         })
         .await
     }
@@ -388,6 +532,16 @@ impl SqliteStore {
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
         self.run(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await
     }
+}
+
+/// Stores a delivery due at once; false if its key was stored before.
+fn insert_delivery(c: &Connection, d: &NewDelivery, now_ms: i64) -> rusqlite::Result<bool> {
+    c.prepare_cached(
+        "INSERT OR IGNORE INTO outbox (dedup_key, payload, created_at, next_at)
+         VALUES (?1, ?2, ?3, ?3)",
+    )?
+    .execute(params![d.key, d.payload, now_ms])
+    .map(|n| n == 1)
 }
 
 fn insert_seen(c: &Connection, event_id: &str, now: i64) -> rusqlite::Result<bool> {

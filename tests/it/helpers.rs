@@ -91,6 +91,10 @@ pub struct Options {
     pub log: Option<tracing::Dispatch>,
     /// How long the bot waits for one upstream answer.
     pub upstream_timeout: Duration,
+    /// The outbox's first pause after a failed delivery, on the bot's (manual) clock. Zero
+    /// by default: a failed reply is tried again at the next poll, since the clock of most
+    /// tests stands still.
+    pub outbox_first_pause: Duration,
 }
 
 impl Default for Options {
@@ -105,6 +109,7 @@ impl Default for Options {
             max_connections: None,
             log: None,
             upstream_timeout: Duration::from_secs(5),
+            outbox_first_pause: Duration::ZERO,
         }
     }
 }
@@ -234,6 +239,8 @@ async fn start(
         header_timeout: options.read_timeouts,
         body_timeout: options.read_timeouts,
         sweep_grace: SWEEP_GRACE,
+        outbox_poll: Duration::from_millis(20),
+        outbox_first_pause: options.outbox_first_pause,
     };
     let app = runtime
         .spawn(async move { App::build(&settings, overrides).await })

@@ -11,6 +11,7 @@ mod deploy;
 mod interactive;
 mod limits;
 mod listener;
+mod outbox;
 mod outcomes;
 mod pacing;
 mod project_side;

@@ -182,13 +182,17 @@ async fn the_sweep_leaves_an_event_alone_while_it_runs() {
 #[tokio::test]
 async fn the_sweep_leaves_an_event_alone_while_its_retry_waits() {
     let app = spawn_app().await;
-    // The reply fails through the client's own retries: the worker waits 1 s, tries again.
+    // Whether the bot was mentioned cannot be told (bot info fails through the client's own
+    // retries): the worker waits 1 s and runs the event again.
     for _ in 0..4 {
         app.lark
-            .push_fault(abort_bot::emulator::lark::Endpoint::Reply, 500, 0);
+            .push_fault(abort_bot::emulator::lark::Endpoint::BotInfo, 500, 0);
     }
     let message_id = app.send(ALICE, Chat::Group, "/abort 12345 test").await;
-    wait_for_puts(&app, 1).await;
+    wait_until("the failed bot info calls", || {
+        app.lark.state().faults.is_empty()
+    })
+    .await;
     app.clock.advance_secs(120);
     app.sweeps_pass(2).await;
     assert!(
@@ -201,8 +205,8 @@ async fn the_sweep_leaves_an_event_alone_while_its_retry_waits() {
     assert_eq!(app.swept().await, 0, "no sweep queued it");
     assert_eq!(
         app.project.requests_to("PUT", "/open_api/").len(),
-        2,
-        "the first attempt and its one retry, nothing from the sweep"
+        1,
+        "the retry acted once, nothing from the sweep"
     );
 }
 
@@ -415,8 +419,8 @@ async fn health_readiness_and_metrics() {
 #[tokio::test]
 async fn a_failed_reply_is_retried_later_without_a_second_abort() {
     let app = spawn_app().await;
-    // The reply fails through every one of the client's own retries; the worker tries the
-    // whole message again later, and the repeated PUT is recognised as the bot's own.
+    // The reply fails through every one of the client's own retries; the outbox sends the
+    // stored answer again, and the work (the PUT) is not run again.
     for _ in 0..4 {
         app.lark
             .push_fault(abort_bot::emulator::lark::Endpoint::Reply, 500, 0);
@@ -429,8 +433,13 @@ async fn a_failed_reply_is_retried_later_without_a_second_abort() {
         "{}",
         card_text(&reply.card)
     );
-    let puts = app.project.requests_to("PUT", "/open_api/");
-    assert_eq!(puts.len(), 2);
-    assert_eq!(puts[0].header("x-idem-uuid"), puts[1].header("x-idem-uuid"));
+    assert_eq!(app.settled_replies(&message_id).await.len(), 1);
+    let reply_path = format!("/open-apis/im/v1/messages/{message_id}/reply");
+    assert_eq!(
+        app.lark.requests_to("POST", &reply_path).len(),
+        5,
+        "4 failed, 1 sent"
+    );
+    assert_eq!(app.project.requests_to("PUT", "/open_api/").len(), 1);
     assert_eq!(app.project.item(12345).expect("item").reason_option, "test");
 }

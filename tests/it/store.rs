@@ -6,7 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use abort_bot::store::{Accepted, Claim, ClaimRequest, Finish, RedisUrl, Store};
+use abort_bot::store::{
+    Accepted, Claim, ClaimRequest, Finish, NewDelivery, OutboxItem, RedisUrl, Store,
+};
 
 use super::redis_server::RedisServer;
 
@@ -74,6 +76,10 @@ conformance!(
     purge_forgets_exactly_what_is_older_than_the_cut,
     a_claim_given_back_frees_the_card_for_the_next_click,
     the_card_that_answers_a_command_is_remembered,
+    an_answer_is_stored_with_the_end_of_its_event_once,
+    a_due_delivery_is_leased_retried_later_and_survives_a_reopen,
+    an_ended_delivery_is_never_due_again_and_a_given_up_one_keeps_its_code,
+    the_outbox_is_read_in_bounded_pages_oldest_due_first,
 );
 
 fn event(n: u32) -> String {
@@ -525,4 +531,115 @@ async fn the_password_works_and_never_appears_in_an_error() {
     };
     assert!(!err.contains("wrong-pw-456"), "{err}");
     assert!(err.contains("127.0.0.1"), "{err}");
+}
+
+fn delivery(key: &str) -> NewDelivery {
+    NewDelivery {
+        key: key.into(),
+        payload: format!("{{\"for\":\"{key}\"}}"),
+    }
+}
+
+fn keys(items: &[OutboxItem]) -> Vec<&str> {
+    items.iter().map(|i| i.key.as_str()).collect()
+}
+
+async fn an_answer_is_stored_with_the_end_of_its_event_once(b: Backing) {
+    let s = b.open().await;
+    let Ok(Accepted::New(id)) = s
+        .accept_message(event(1), "om_1".into(), "{}".into(), 1000)
+        .await
+    else {
+        panic!("accepted")
+    };
+    s.finish_delivering(id, delivery("message:om_1"), 1_000_500)
+        .await
+        .expect("finish with its answer");
+    assert_eq!(s.pending(10).await, Ok(vec![]), "the event is done");
+    // The same answer offered again (a re-run) is not stored twice.
+    assert_eq!(
+        s.add_delivery(delivery("message:om_1"), 1_000_600).await,
+        Ok(false)
+    );
+    assert_eq!(
+        s.add_delivery(delivery("click:n1"), 1_000_600).await,
+        Ok(true)
+    );
+    assert_eq!(s.deliveries_waiting().await, Ok(2));
+    let due = s.due_deliveries(1_000_600, 45_000, 10).await.expect("due");
+    assert_eq!(keys(&due), ["message:om_1", "click:n1"]);
+    assert_eq!(due[0].payload, "{\"for\":\"message:om_1\"}");
+    assert_eq!((due[0].attempts, due[0].created_at), (0, 1_000_500));
+}
+
+async fn a_due_delivery_is_leased_retried_later_and_survives_a_reopen(b: Backing) {
+    let s = b.open().await;
+    s.add_delivery(delivery("message:om_1"), 1_000_000)
+        .await
+        .expect("add");
+    assert_eq!(s.next_delivery_due().await, Ok(Some(1_000_000)));
+    let due = s.due_deliveries(1_000_000, 45_000, 10).await.expect("due");
+    assert_eq!(keys(&due), ["message:om_1"]);
+    // Taken: not due again within its lease (a second process, or this one, leaves it be)...
+    assert_eq!(s.due_deliveries(1_044_999, 45_000, 10).await, Ok(vec![]));
+    // ...and due again after it, as after a crash mid-try.
+    let again = s.due_deliveries(1_045_000, 45_000, 10).await.expect("due");
+    assert_eq!(keys(&again), ["message:om_1"]);
+    s.retry_delivery(again[0].id, 1_050_000)
+        .await
+        .expect("retry");
+    assert_eq!(s.next_delivery_due().await, Ok(Some(1_050_000)));
+    assert_eq!(s.due_deliveries(1_049_999, 45_000, 10).await, Ok(vec![]));
+    drop(s);
+    let s = b.open().await;
+    assert_eq!(s.deliveries_waiting().await, Ok(1));
+    let due = s.due_deliveries(1_050_000, 45_000, 10).await.expect("due");
+    assert_eq!(keys(&due), ["message:om_1"]);
+    assert_eq!(due[0].attempts, 1, "the failed try was counted");
+    assert_eq!(due[0].created_at, 1_000_000);
+}
+
+async fn an_ended_delivery_is_never_due_again_and_a_given_up_one_keeps_its_code(b: Backing) {
+    let s = b.open().await;
+    for k in ["message:a", "message:b"] {
+        s.add_delivery(delivery(k), 1_000_000).await.expect("add");
+    }
+    let due = s.due_deliveries(1_000_000, 45_000, 10).await.expect("due");
+    s.end_delivery(due[0].id, None, 1000)
+        .await
+        .expect("delivered");
+    s.end_delivery(due[1].id, Some("230011".into()), 1000)
+        .await
+        .expect("given up");
+    // A late retry of an ended one changes nothing.
+    s.retry_delivery(due[1].id, 1_000_001).await.expect("retry");
+    assert_eq!(s.deliveries_waiting().await, Ok(0));
+    assert_eq!(s.next_delivery_due().await, Ok(None));
+    assert_eq!(s.due_deliveries(9_000_000, 45_000, 10).await, Ok(vec![]));
+    assert_eq!(s.delivery_given_up("message:a".into()).await, Ok(None));
+    assert_eq!(
+        s.delivery_given_up("message:b".into()).await,
+        Ok(Some("230011".to_owned()))
+    );
+    // Still stored under its key: offering it again does not bring it back.
+    assert_eq!(
+        s.add_delivery(delivery("message:b"), 1_000_002).await,
+        Ok(false)
+    );
+}
+
+async fn the_outbox_is_read_in_bounded_pages_oldest_due_first(b: Backing) {
+    let s = b.open().await;
+    for n in 0..7 {
+        s.add_delivery(delivery(&format!("message:{n}")), 1_000_000 + 6 - n)
+            .await
+            .expect("add");
+    }
+    let first = s.due_deliveries(2_000_000, 45_000, 3).await.expect("due");
+    assert_eq!(keys(&first), ["message:6", "message:5", "message:4"]);
+    let second = s.due_deliveries(2_000_000, 45_000, 3).await.expect("due");
+    assert_eq!(keys(&second), ["message:3", "message:2", "message:1"]);
+    let last = s.due_deliveries(2_000_000, 45_000, 3).await.expect("due");
+    assert_eq!(keys(&last), ["message:0"]);
+    assert_eq!(s.deliveries_waiting().await, Ok(7), "leased, still waiting");
 }
