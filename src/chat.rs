@@ -92,8 +92,12 @@ impl Chat {
                 if let Err(refusal) = service.admit(actor, cmd.refs.len(), reason) {
                     return Ok(Some(reply(msg, views::refused(&refusal, open_id))));
                 }
+                // Only a command that acts says it is acting; a picker or a batch confirmation
+                // is still looking its items up.
                 let progress = match &cmd.choice {
-                    OptionChoice::Chosen { .. } => views::progress(cmd.action, &cmd.refs, open_id),
+                    OptionChoice::Chosen { .. } if cmd.refs.len() <= self.batch_confirm => {
+                        views::progress(cmd.action, &cmd.refs, open_id)
+                    }
                     _ => views::progress_lookup(),
                 };
                 self.answer(msg, self.act(msg, &cmd), progress).await
@@ -118,6 +122,7 @@ impl Chat {
         match &cmd.choice_with(&menu) {
             OptionChoice::Chosen { option, reason } if cmd.refs.len() > self.batch_confirm => {
                 let refs = service.with_spaces(&cmd.refs, chat_id).await;
+                let names = service.names(&cmd.refs, chat_id, &user_key).await;
                 views::confirm_batch(
                     &BatchRequest {
                         action: cmd.action,
@@ -125,6 +130,7 @@ impl Chat {
                         option_label: menu.label(option),
                         reason,
                         refs: &refs,
+                        names: &names,
                         actor_open_id: actor.open_id.as_deref(),
                         limit: self.batch_confirm,
                     },

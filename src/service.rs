@@ -451,6 +451,29 @@ impl Service {
         out
     }
 
+    /// The names of `refs` as the sender can see them (None where their lookup found nothing),
+    /// for a batch confirmation: looked up as the sender, the details kept for a while per
+    /// person, so the confirmer's own PUTs then need no second lookup when it is the same person.
+    pub async fn names(
+        &self,
+        refs: &[WorkItemRef],
+        chat_id: Option<&str>,
+        user_key: &Result<String, Outcome>,
+    ) -> Vec<Option<String>> {
+        let Ok(user_key) = user_key else {
+            return vec![None; refs.len()];
+        };
+        let bound = self.binding(chat_id).await;
+        let mut out = Vec::with_capacity(refs.len());
+        for r in refs {
+            let found = self
+                .locate(r, bound.as_deref(), user_key, Freshness::Remembered)
+                .await;
+            out.push(found.ok().map(|f| f.item.name));
+        }
+        out
+    }
+
     /// The refs with the space each would use filled in (from the chat binding or the
     /// default), so that a card made now acts on the same space whichever chat it is clicked in.
     pub async fn with_spaces(

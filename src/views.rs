@@ -376,13 +376,15 @@ pub struct BatchRequest<'a> {
     pub reason: &'a str,
     /// With the space each will use already filled in.
     pub refs: &'a [WorkItemRef],
+    /// The name of each ref as the sender's lookup found it (same order; None where it found
+    /// nothing, and the list may be shorter than `refs`).
+    pub names: &'a [Option<String>],
     pub actor_open_id: Option<&'a str>,
     /// The configured batch size that was exceeded.
     pub limit: usize,
 }
 
-/// The items are listed by id: nothing has been looked up yet (names would need a lookup as
-/// the sender for every item before the question is even asked).
+/// The items are listed by id and, where the sender's lookup found them, by name.
 pub fn confirm_batch(req: &BatchRequest<'_>, stamp: &CardStamp<'_>) -> Value {
     fitted(|shown| confirm_batch_shown(req, stamp, shown))
 }
@@ -400,10 +402,17 @@ fn confirm_batch_shown(req: &BatchRequest<'_>, stamp: &CardStamp<'_>, shown: Sho
     let listed: Vec<String> = req
         .refs
         .iter()
+        .enumerate()
         .take(shown.rows)
-        .map(|r| format!("**{}**", md_text(&r.to_string(), shown.name)))
+        .map(|(i, r)| {
+            let id = md_text(&r.to_string(), shown.name);
+            match req.names.get(i).and_then(Option::as_deref) {
+                Some(name) => format!("**{id}** {}", md_text(name, shown.name)),
+                None => format!("**{id}**"),
+            }
+        })
         .collect();
-    set(&mut vars, "refs", listed.join(" · "));
+    set(&mut vars, "refs", listed.join("\n"));
     let go = stamp.value(
         Kind::Go,
         req.action,

@@ -139,6 +139,11 @@ fn batch_confirmation() {
             option_label: None,
             reason: "quarterly clean-up",
             refs: &refs,
+            names: &[
+                Some("Export a space as PDF".into()),
+                None,
+                Some("PDF export (first attempt)".into()),
+            ],
             actor_open_id: Some(ACTOR),
             limit: 5,
         },

@@ -442,16 +442,22 @@ impl TestApp {
     /// Like [`TestApp::say`], but when the first answer is the "in progress" card, waits
     /// (bounded, 30 s) for the result that replaces it and returns that.
     pub async fn say_final(&self, who: Person, chat: Chat, text: &str) -> Value {
+        self.say_for_final_card(who, chat, text).await.1
+    }
+
+    /// Like [`TestApp::say_for_card`], but past an "in progress" card: the reply's id and the
+    /// card that replaced it (bounded, 30 s).
+    pub async fn say_for_final_card(&self, who: Person, chat: Chat, text: &str) -> (String, Value) {
         let message_id = self.send(who, chat, text).await;
         let reply = self.reply_to(&message_id).await;
         if card_color(&reply.card) != "wathet" {
-            return reply.card;
+            return (reply.message_id, reply.card);
         }
         for _ in 0..1500 {
             if let Some(m) = self.lark.message(&reply.message_id)
                 && m.updates > 0
             {
-                return m.card;
+                return (reply.message_id, m.card);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

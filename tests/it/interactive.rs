@@ -420,6 +420,12 @@ async fn a_batch_above_the_limit_asks_first_then_acts_as_the_confirmer() {
         card_text(&card)
     );
     assert!(card_text(&card).contains("more than 5"));
+    // The items are listed with their names, as Alice's own lookup found them.
+    assert!(
+        card_text(&card).contains("**12345** Export a space as PDF"),
+        "{}",
+        card_text(&card)
+    );
     assert!(puts(&app).is_empty(), "nothing before the confirmation");
 
     let clicked = app
