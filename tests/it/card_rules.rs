@@ -518,17 +518,6 @@ fn the_words_tell_the_cancel_option_from_the_cancel_button() {
     );
 }
 
-/// Bounded polling for work that takes a few seconds (50 paced PUTs).
-async fn eventually(what: &str, pred: impl Fn() -> bool) {
-    for _ in 0..600 {
-        if pred() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("not within 30 s: {what}");
-}
-
 fn seed_many(app: &TestApp, ids: &[u64]) {
     let project_key = app
         .project
@@ -555,6 +544,9 @@ fn seed_many(app: &TestApp, ids: &[u64]) {
     }
 }
 
+/// Long enough for 50 paced PUTs (15 a second) and the card that follows.
+const PACED: Duration = Duration::from_secs(30);
+
 fn put_count(app: &TestApp) -> usize {
     app.project.requests_to("PUT", "/open_api/").len()
 }
@@ -577,8 +569,8 @@ async fn the_buttons_of_a_50_item_batch_work() {
         .click(&ClickOn::button(&app, BOB, &message_id, "go"))
         .await;
     assert_eq!(clicked.status, 200, "{}", clicked.body);
-    eventually("50 PUTs", || put_count(&app) == MAX_ITEMS).await;
-    eventually("the result card", || {
+    wait_within("50 PUTs", PACED, || put_count(&app) == MAX_ITEMS).await;
+    wait_within("the result card", PACED, || {
         app.lark
             .message(&message_id)
             .is_some_and(|m| card_text(&m.card).contains("Undo"))
@@ -605,8 +597,8 @@ async fn the_buttons_of_a_50_item_batch_work() {
         .form(json!({"option": "rollback", "reason": ""}));
     let clicked = app.click(&undo).await;
     assert_eq!(clicked.status, 200, "{}", clicked.body);
-    eventually("50 more PUTs", || put_count(&app) == 2 * MAX_ITEMS).await;
-    eventually("all restored", || {
+    wait_within("50 more PUTs", PACED, || put_count(&app) == 2 * MAX_ITEMS).await;
+    wait_within("all restored", PACED, || {
         ids.iter()
             .all(|id| app.project.item(*id).is_some_and(|i| !i.aborted))
     })

@@ -253,18 +253,6 @@ async fn several_refs_give_one_card_with_a_row_each() {
     );
 }
 
-/// Waits (bounded, generously: Feishu Project is slowed on purpose) until `pred` holds.
-async fn within(what: &str, secs: u64, pred: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    while !pred() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{what}: not within {secs} s"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_slow_command_answers_in_progress_at_once_then_updates_that_card() {
     let app = spawn_app().await;
@@ -286,9 +274,11 @@ async fn a_slow_command_answers_in_progress_at_once_then_updates_that_card() {
     assert!(abort_puts(&app).is_empty(), "in progress before the PUT");
 
     let patch_path = format!("/open-apis/im/v1/messages/{}", reply.message_id);
-    within("the result on the same card", 10, || {
-        !app.lark.requests_to("PATCH", &patch_path).is_empty()
-    })
+    wait_within(
+        "the result on the same card",
+        std::time::Duration::from_secs(10),
+        || !app.lark.requests_to("PATCH", &patch_path).is_empty(),
+    )
     .await;
     let message = app.lark.message(&reply.message_id).expect("the reply");
     assert_eq!(
@@ -315,11 +305,15 @@ async fn a_failed_update_is_retried_on_the_same_card_never_a_second_reply() {
     let message_id = app.send(ALICE, Chat::Group, "/abort 12345 repeat").await;
     let reply = app.reply_to(&message_id).await;
     assert_eq!(card_color(&reply.card), "wathet");
-    within("the result on the same card", 20, || {
-        app.lark
-            .message(&reply.message_id)
-            .is_some_and(|m| card_color(&m.card) == "green")
-    })
+    wait_within(
+        "the result on the same card",
+        std::time::Duration::from_secs(20),
+        || {
+            app.lark
+                .message(&reply.message_id)
+                .is_some_and(|m| card_color(&m.card) == "green")
+        },
+    )
     .await;
     assert_eq!(app.settled_replies(&message_id).await.len(), 1, "one reply");
     let puts = abort_puts(&app);
@@ -353,11 +347,15 @@ async fn after_a_lost_answer_the_card_says_what_the_item_is_now() {
     let message_id = app.send(ALICE, Chat::Group, "/abort 12345 repeat").await;
     let reply = app.reply_to(&message_id).await;
     assert_eq!(card_color(&reply.card), "wathet", "in progress first");
-    within("the result on the same card", 15, || {
-        app.lark
-            .message(&reply.message_id)
-            .is_some_and(|m| m.updates > 0)
-    })
+    wait_within(
+        "the result on the same card",
+        std::time::Duration::from_secs(15),
+        || {
+            app.lark
+                .message(&reply.message_id)
+                .is_some_and(|m| m.updates > 0)
+        },
+    )
     .await;
     let card = app.lark.message(&reply.message_id).expect("reply").card;
     let text = card_text(&card);

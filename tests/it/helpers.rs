@@ -917,13 +917,20 @@ impl TestApp {
 
 /// Polls `done` every 20 ms for at most 5 s; panics naming `what` if it never holds.
 pub async fn wait_until(what: &str, done: impl Fn() -> bool) {
-    for _ in 0..250 {
-        if done() {
-            return;
-        }
+    wait_within(what, Duration::from_secs(5), done).await;
+}
+
+/// Polls `done` every 20 ms for at most `within` (for work slowed or paced on purpose);
+/// panics naming `what` if it never holds.
+pub async fn wait_within(what: &str, within: Duration, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not within {within:?}: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("not within 5 s: {what}");
 }
 
 /// Waits (bounded) until the emulated Feishu Project has seen `n` PUTs.

@@ -17,18 +17,6 @@ fn put_path(id: u64) -> String {
     format!("/open_api/{PROJECT_KEY}/work_item/story/{id}/abort")
 }
 
-/// Waits (bounded) until `pred` holds.
-async fn eventually(what: &str, within: Duration, pred: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + within;
-    while !pred() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{what}: not within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 #[tokio::test]
 async fn the_picker_offers_the_options_and_confirm_acts_as_the_person_who_clicks() {
     let app = spawn_app().await;
@@ -298,7 +286,7 @@ async fn a_slow_upstream_answers_in_progress_then_uses_the_delayed_update() {
         "blue"
     );
 
-    eventually("the delayed update", Duration::from_secs(8), || {
+    wait_within("the delayed update", Duration::from_secs(8), || {
         !app.lark
             .requests_to("POST", "/open-apis/interactive/v1/card/update")
             .is_empty()
@@ -337,7 +325,7 @@ async fn without_a_usable_card_token_the_late_result_is_patched_onto_the_message
     // Lark no longer knows the token (expired, used up): the update is refused.
     app.lark.state().card_tokens.clear();
     let patch_path = format!("/open-apis/im/v1/messages/{message_id}");
-    eventually("the PATCH", Duration::from_secs(8), || {
+    wait_within("the PATCH", Duration::from_secs(8), || {
         !app.lark.requests_to("PATCH", &patch_path).is_empty()
     })
     .await;
@@ -685,7 +673,7 @@ async fn a_slow_click_that_fails_for_the_clicker_tells_them_alone() {
         .await;
     assert!(clicked.elapsed < Duration::from_secs(3));
     assert_eq!(clicked.toast_type(), "info", "{}", clicked.body);
-    eventually("a direct message to Carol", Duration::from_secs(8), || {
+    wait_within("a direct message to Carol", Duration::from_secs(8), || {
         app.lark
             .requests_to("POST", "/open-apis/im/v1/messages?receive_id_type=open_id")
             .iter()
