@@ -488,28 +488,32 @@ impl TestApp {
         panic!("no reply to {message_id} within 5 s");
     }
 
-    /// Waits until the bot has finished every event it stored, then returns the replies to a
-    /// message (for asserting that there is none, or exactly one). The worker finishes an
-    /// event in the store only after its reply went out, so once nothing is pending what the
-    /// emulated Lark recorded is all there will be.
+    /// Waits until the bot has finished every event it stored and delivered every answer, then
+    /// returns the replies to a message (for asserting that there is none, or exactly one). An
+    /// answer leaves the outbox only after Lark took it, so once nothing is pending or waiting
+    /// what the emulated Lark recorded is all there will be.
     pub async fn settled_replies(&self, message_id: &str) -> Vec<Message> {
         self.settled().await;
         self.lark.replies_to(message_id)
     }
 
-    /// Waits (bounded, 15 s: the worker's retries wait 1 s, 2 s, 4 s, 8 s) until the inbox
-    /// holds nothing pending.
+    /// Waits (bounded, 15 s) until the inbox holds nothing pending and the outbox nothing
+    /// waiting.
     pub async fn settled(&self) {
         let store = self.open_store().await;
+        // An event is finished when its answer is in the outbox; the answer is delivered
+        // after that, so both must be empty.
+        let waiting = async || store.deliveries_waiting().await.expect("the store answers");
         for _ in 0..750 {
-            if self.pending(&store).await.is_empty() {
+            if self.pending(&store).await.is_empty() && waiting().await == 0 {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!(
-            "events still pending after 15 s: {:?}",
-            self.pending(&store).await
+            "still pending after 15 s: {:?}, {} answers waiting",
+            self.pending(&store).await,
+            waiting().await
         );
     }
 
