@@ -944,3 +944,46 @@ pub async fn wait_for_puts(app: &TestApp, n: usize) {
     })
     .await;
 }
+
+/// Every outcome, `busy` and `unexpected` carrying the given details; the `match` fails to
+/// compile when an outcome is added, so every card test that uses this covers it.
+pub fn every_outcome(busy: &str, unexpected: &str) -> Vec<abort_bot::service::Outcome> {
+    use abort_bot::service::Outcome;
+    let all = vec![
+        Outcome::Done,
+        Outcome::AlreadyAborted,
+        Outcome::AlreadyRestored,
+        Outcome::NotFound,
+        Outcome::StateFlow,
+        Outcome::Intercepted,
+        Outcome::ReasonMissing,
+        Outcome::NoPermission,
+        Outcome::UnknownSpace,
+        Outcome::NoSpace,
+        Outcome::NotAUser,
+        Outcome::Busy(busy.to_owned()),
+        Outcome::Unconfirmed(Some(true)),
+        Outcome::Unconfirmed(Some(false)),
+        Outcome::Unconfirmed(None),
+        Outcome::Unexpected(unexpected.to_owned()),
+    ];
+    for o in &all {
+        match o {
+            Outcome::Done
+            | Outcome::AlreadyAborted
+            | Outcome::AlreadyRestored
+            | Outcome::NotFound
+            | Outcome::StateFlow
+            | Outcome::Intercepted
+            | Outcome::ReasonMissing
+            | Outcome::NoPermission
+            | Outcome::UnknownSpace
+            | Outcome::NoSpace
+            | Outcome::NotAUser
+            | Outcome::Busy(_)
+            | Outcome::Unconfirmed(_)
+            | Outcome::Unexpected(_) => {}
+        }
+    }
+    all
+}

@@ -7,6 +7,8 @@ use abort_bot::domain::{Action, ReasonMenu, ReasonOption, WorkItemRef};
 use abort_bot::project::{Space, WorkItem};
 use abort_bot::service::{ActReport, Found, ItemReport, Outcome};
 use abort_bot::views;
+
+use crate::helpers::every_outcome;
 use url::Url;
 
 /// Button values are signed and carry the card's nonce: fixed here so snapshots are stable.
@@ -69,24 +71,10 @@ fn report(action: Action, option: ReasonOption, items: Vec<ItemReport>) -> ActRe
 
 #[test]
 fn outcome_cards() {
-    let outcomes = [
-        Outcome::Done,
-        Outcome::AlreadyAborted,
-        Outcome::AlreadyRestored,
-        Outcome::NotFound,
-        Outcome::StateFlow,
-        Outcome::Intercepted,
-        Outcome::ReasonMissing,
-        Outcome::NoPermission,
-        Outcome::UnknownSpace,
-        Outcome::NoSpace,
-        Outcome::NotAUser,
-        Outcome::Busy("10429 API Request Frequency Limit".into()),
-        Outcome::Unexpected("20044 work item type disabled".into()),
-        Outcome::Unconfirmed(Some(true)),
-        Outcome::Unconfirmed(Some(false)),
-        Outcome::Unconfirmed(None),
-    ];
+    let outcomes = every_outcome(
+        "10429 API Request Frequency Limit",
+        "20044 work item type disabled",
+    );
     for outcome in outcomes {
         let name = format!("outcome_{}", outcome.key());
         let mut r = item_report(12345, outcome.clone());

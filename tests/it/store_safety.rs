@@ -20,6 +20,8 @@ struct Bot {
     child: Child,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
+    /// The threads reading both streams; they end at the process's end of output.
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 /// The variables every run needs; upstream hosts as given (nothing listens on port 9).
@@ -45,15 +47,17 @@ fn sqlite_env(db: &Path) -> Vec<(&'static str, String)> {
     )
 }
 
-fn collect(stream: impl Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+fn collect(
+    stream: impl Read + Send + 'static,
+) -> (Arc<Mutex<Vec<String>>>, std::thread::JoinHandle<()>) {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink = lines.clone();
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         for line in BufReader::new(stream).lines().map_while(Result::ok) {
             sink.lock().expect("output lock").push(line);
         }
     });
-    lines
+    (lines, reader)
 }
 
 impl Bot {
@@ -69,12 +73,13 @@ impl Bot {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start the abort-bot binary");
-        let stdout = collect(child.stdout.take().expect("stdout"));
-        let stderr = collect(child.stderr.take().expect("stderr"));
+        let (stdout, out_reader) = collect(child.stdout.take().expect("stdout"));
+        let (stderr, err_reader) = collect(child.stderr.take().expect("stderr"));
         Bot {
             child,
             stdout,
             stderr,
+            readers: vec![out_reader, err_reader],
         }
     }
 
@@ -121,8 +126,10 @@ impl Bot {
         let deadline = Instant::now() + PROCESS_BOUND;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait for abort-bot") {
-                // Let the readers take the last lines.
-                std::thread::sleep(Duration::from_millis(50));
+                // Every line is read once both readers have met the end of the output.
+                for reader in self.readers.drain(..) {
+                    reader.join().expect("output reader");
+                }
                 return status;
             }
             assert!(Instant::now() < deadline, "abort-bot did not exit");
