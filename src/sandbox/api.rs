@@ -4,6 +4,7 @@
 //!
 //! - `GET /api/state`: users, chats, messages, items, request log, switches.
 //! - `GET /api/events`: server-sent events, one JSON [`PageEvent`] each.
+//! - `GET /api/items/{space}/{type}/{id}`: one work item, named as a card's link names it.
 //! - `POST /api/messages` `{user, chat: "group"|"p2p", text}`.
 //! - `POST /api/clicks` `{user, message_id, tag, name?, value, option?, input_value?, form_value?}`.
 //! - `POST /api/switches` `{rate_limited?, slow_ms?}`; `POST /api/reset`.
@@ -11,7 +12,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -23,7 +24,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, watch};
 
-use super::hub::{Hub, PageEvent};
+use super::hub::{Hub, ItemPage, PageEvent};
 use super::people::{self, Person};
 use super::{DELIVERY_TIMEOUT, MAX_ANSWER_BYTES};
 use crate::clock::{Clock, SystemClock};
@@ -81,12 +82,18 @@ pub enum ApiError {
     EmptyText,
     #[error("the message is longer than {MAX_TEXT_CHARS} characters")]
     TooLong,
+    #[error("no work item {id} of type `{type_key}` in space `{space}`")]
+    UnknownItem {
+        space: String,
+        type_key: String,
+        id: String,
+    },
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match self {
-            ApiError::UnknownMessage(_) => StatusCode::NOT_FOUND,
+            ApiError::UnknownMessage(_) | ApiError::UnknownItem { .. } => StatusCode::NOT_FOUND,
             _ => StatusCode::BAD_REQUEST,
         };
         (status, Json(json!({ "error": self.to_string() }))).into_response()
@@ -97,6 +104,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/state", get(get_state))
         .route("/api/events", get(events))
+        .route("/api/items/{space}/{type_key}/{id}", get(get_item))
         .route("/api/messages", post(post_message))
         .route("/api/clicks", post(post_click))
         .route("/api/switches", post(post_switches))
@@ -154,6 +162,26 @@ async fn get_state(State(s): State<ApiState>) -> Json<Value> {
         "log": s.hub.log(),
         "switches": s.hub.switches(),
     }))
+}
+
+async fn get_item(
+    State(s): State<ApiState>,
+    Path((space, type_key, id)): Path<(String, String, String)>,
+) -> Result<Json<ItemPage>, ApiError> {
+    id.parse::<u64>()
+        .ok()
+        .and_then(|n| s.hub.item_page(&space, &type_key, n))
+        .map(Json)
+        .ok_or_else(|| ApiError::UnknownItem {
+            space: shown(&space),
+            type_key: shown(&type_key),
+            id: shown(&id),
+        })
+}
+
+/// A path segment as an error message repeats it: at most 64 characters.
+fn shown(segment: &str) -> String {
+    segment.chars().take(64).collect()
 }
 
 async fn events(State(s): State<ApiState>) -> Sse<impl Stream<Item = Result<Event, axum::Error>>> {

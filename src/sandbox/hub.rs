@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use crate::emulator::lark::{Activity, Message};
-use crate::emulator::project::ProjectEmulator;
+use crate::emulator::project::{Item, ProjectEmulator, ProjectState};
 use crate::metrics::UpstreamCall;
 
 use super::people;
@@ -21,6 +21,10 @@ const MAX_CHAT: usize = 500;
 const MAX_LOG: usize = 1000;
 /// Err codes seen by an emulator, waiting for the bot's side of the same call.
 const MAX_PENDING_CODES: usize = 64;
+/// Paths with notes waiting before stale ones are dropped, and how old a note gets stale
+/// (longer than the bot's slowest call with its retries).
+const MAX_PENDING_PATHS: usize = 256;
+const STALE_NOTE: Duration = Duration::from_secs(120);
 
 /// One message in a chat, from a person or the bot.
 #[derive(Debug, Clone, Serialize)]
@@ -57,7 +61,32 @@ pub struct LogLine {
     /// The platform's `code` / `err_code`, when the answer carried one.
     pub code: Option<i64>,
     pub latency_ms: f64,
+    /// `abort` or `restore` for a Feishu Project PUT `…/abort`, which does either, as its
+    /// body's `is_aborted` says; the path alone cannot tell them apart.
+    pub action: Option<&'static str>,
     pub detail: Option<String>,
+}
+
+/// What an emulator was asked to do, read from a request's body, for its log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Asked {
+    pub action: &'static str,
+    pub detail: String,
+}
+
+impl Asked {
+    /// The body of `PUT /open_api/:project_key/work_item/:type/:id/abort`:
+    /// `{"is_aborted": bool, "reason": str, "reason_option": str}`
+    /// (`protocol/feishu-project.md` §8, 终止/恢复). None when it is not one.
+    pub fn of_abort_body(body: &[u8]) -> Option<Asked> {
+        let v: Value = serde_json::from_slice(body).ok()?;
+        let aborted = v.get("is_aborted")?.as_bool()?;
+        let option = v.get("reason_option").and_then(Value::as_str).unwrap_or("");
+        Some(Asked {
+            action: if aborted { "abort" } else { "restore" },
+            detail: format!("is_aborted: {aborted}, reason_option: {option}"),
+        })
+    }
 }
 
 /// A work item as the panel shows it.
@@ -73,6 +102,41 @@ pub struct ItemView {
     pub reason: String,
     /// Name of who changed it last through the bot.
     pub changed_by: Option<String>,
+}
+
+/// A work item on its own page in the sandbox, where the links in the bot's cards lead.
+#[derive(Debug, Clone, Serialize)]
+pub struct ItemPage {
+    #[serde(flatten)]
+    pub item: ItemView,
+    pub project_key: String,
+    pub simple_name: String,
+    pub space_name: String,
+}
+
+fn item_view(s: &ProjectState, i: &Item) -> ItemView {
+    let type_name = s
+        .spaces
+        .iter()
+        .flat_map(|sp| sp.types.iter())
+        .find(|t| t.type_key == i.type_key)
+        .map_or_else(|| i.type_key.clone(), |t| t.name.clone());
+    let changed_by = s
+        .users
+        .iter()
+        .find(|u| u.user_key == i.changed_by)
+        .map(|u| u.name.clone());
+    ItemView {
+        id: i.id,
+        type_key: i.type_key.clone(),
+        type_name,
+        name: i.name.clone(),
+        pattern: i.pattern.clone(),
+        aborted: i.aborted,
+        reason_option: i.reason_option.clone(),
+        reason: i.reason.clone(),
+        changed_by,
+    }
 }
 
 /// The fault switches of the emulated Feishu Project.
@@ -129,6 +193,53 @@ struct HubState {
     next_seq: u64,
     /// Codes the emulators answered with, per (platform, method, path), oldest first.
     codes: HashMap<CodeKey, VecDeque<(Instant, i64)>>,
+    /// What the emulators were asked, noted as each request arrived, oldest first.
+    asked: HashMap<CodeKey, VecDeque<(Instant, Asked)>>,
+}
+
+/// Drops what was noted before `started`: it belongs to calls the bot gave up on.
+fn drop_before<T>(queue: &mut VecDeque<(Instant, T)>, started: Instant) {
+    while queue.front().is_some_and(|(at, _)| *at < started) {
+        queue.pop_front();
+    }
+}
+
+fn note<T>(map: &mut HashMap<CodeKey, VecDeque<(Instant, T)>>, key: CodeKey, value: T) {
+    let queue = map.entry(key).or_default();
+    queue.push_back((Instant::now(), value));
+    while queue.len() > MAX_PENDING_CODES {
+        queue.pop_front();
+    }
+    // Each path is a key (a typed id makes a new one): notes nobody took are dropped once
+    // they are older than any call can last, so the map stays small.
+    if map.len() > MAX_PENDING_PATHS {
+        map.retain(|_, q| q.back().is_some_and(|(at, _)| at.elapsed() < STALE_NOTE));
+    }
+    // Still too many (a flood of fresh ones): the log loses a few codes, memory stays bounded.
+    if map.len() > MAX_PENDING_PATHS {
+        map.clear();
+    }
+}
+
+/// Takes the note for a call that started at `started` (none if `answered` is false: a call
+/// without an answer has no code), dropping older ones, and forgets the path once empty.
+fn take<T>(
+    map: &mut HashMap<CodeKey, VecDeque<(Instant, T)>>,
+    key: &CodeKey,
+    started: Instant,
+    answered: bool,
+) -> Option<T> {
+    let queue = map.get_mut(key)?;
+    drop_before(queue, started);
+    let taken = if answered {
+        queue.pop_front().map(|(_, t)| t)
+    } else {
+        None
+    };
+    if queue.is_empty() {
+        map.remove(key);
+    }
+    taken
 }
 
 /// Shared by the API handlers, the bot's tap and the emulator watchers; clone freely.
@@ -268,35 +379,31 @@ impl Hub {
     /// Notes the code an emulator answered a request with, for the log line the bot's side
     /// of the same call writes moments later.
     pub fn emulator_answered(&self, platform: Platform, method: &str, path: &str, code: i64) {
-        let mut s = self.state();
-        let queue = s
-            .codes
-            .entry((platform, method.to_owned(), path.to_owned()))
-            .or_default();
-        queue.push_back((Instant::now(), code));
-        while queue.len() > MAX_PENDING_CODES {
-            queue.pop_front();
-        }
+        let key = (platform, method.to_owned(), path.to_owned());
+        note(&mut self.state().codes, key, code);
+    }
+
+    /// Notes what an emulator was asked as the request arrives (before any slow answer), for
+    /// the log line of the same call.
+    pub fn emulator_asked(&self, platform: Platform, method: &str, path: &str, asked: Asked) {
+        let key = (platform, method.to_owned(), path.to_owned());
+        note(&mut self.state().asked, key, asked);
     }
 
     /// The bot's tap: one upstream call finished.
     pub fn upstream_call(&self, call: &UpstreamCall) {
         let ended = Instant::now();
         let started = ended.checked_sub(call.latency).unwrap_or(ended);
-        let code = Platform::of_service(call.service).and_then(|p| {
+        let (code, asked) = Platform::of_service(call.service).map_or((None, None), |p| {
+            let key = (p, call.method.to_owned(), call.path.clone());
             let mut s = self.state();
-            let queue = s
-                .codes
-                .get_mut(&(p, call.method.to_owned(), call.path.clone()))?;
-            // Answers from before this call started belong to calls the bot gave up on.
-            while queue.front().is_some_and(|(at, _)| *at < started) {
-                queue.pop_front();
-            }
-            if call.status == 0 {
-                return None;
-            }
-            queue.pop_front().map(|(_, c)| c)
+            // A request that got no answer still arrived, and says what it asked for; it has
+            // no code, and a later call's code stays for that call.
+            let asked = take(&mut s.asked, &key, started, true);
+            let code = take(&mut s.codes, &key, started, call.status != 0);
+            (code, asked)
         });
+        let (action, detail) = asked.map_or((None, None), |a| (Some(a.action), Some(a.detail)));
         self.push_log(
             call.service,
             call.method,
@@ -305,7 +412,8 @@ impl Hub {
             code,
             started,
             call.latency,
-            None,
+            action,
+            detail,
         );
         if call.service == "feishu_project" && call.method == "PUT" {
             self.items_changed();
@@ -323,6 +431,7 @@ impl Hub {
             None,
             started,
             latency,
+            None,
             Some(detail),
         );
     }
@@ -337,6 +446,7 @@ impl Hub {
         code: Option<i64>,
         started: Instant,
         latency: Duration,
+        action: Option<&'static str>,
         detail: Option<String>,
     ) {
         let line = {
@@ -351,6 +461,7 @@ impl Hub {
                 status,
                 code,
                 latency_ms: (latency.as_secs_f64() * 10_000.0).round() / 10.0,
+                action,
                 detail,
             };
             s.log.push_back(line.clone());
@@ -365,33 +476,27 @@ impl Hub {
     /// The work items as they are now.
     pub fn items(&self) -> Vec<ItemView> {
         let s = self.project.state();
-        let type_name = |key: &str| {
-            s.spaces
-                .iter()
-                .flat_map(|sp| sp.types.iter())
-                .find(|t| t.type_key == key)
-                .map_or_else(|| key.to_owned(), |t| t.name.clone())
-        };
-        let user_name = |user_key: &str| {
-            s.users
-                .iter()
-                .find(|u| u.user_key == user_key)
-                .map(|u| u.name.clone())
-        };
-        s.items
-            .values()
-            .map(|i| ItemView {
-                id: i.id,
-                type_key: i.type_key.clone(),
-                type_name: type_name(&i.type_key),
-                name: i.name.clone(),
-                pattern: i.pattern.clone(),
-                aborted: i.aborted,
-                reason_option: i.reason_option.clone(),
-                reason: i.reason.clone(),
-                changed_by: user_name(&i.changed_by),
-            })
-            .collect()
+        s.items.values().map(|i| item_view(&s, i)).collect()
+    }
+
+    /// One work item as its page shows it, found the way a Feishu Project link names it:
+    /// the space by project_key or simple_name, the type by type_key or api_name.
+    pub fn item_page(&self, space: &str, type_key: &str, id: u64) -> Option<ItemPage> {
+        let s = self.project.state();
+        let item = s.items.get(&id)?;
+        let sp = s.spaces.iter().find(|sp| {
+            sp.project_key == item.project_key
+                && (sp.project_key == space || sp.simple_name == space)
+        })?;
+        sp.types.iter().find(|t| {
+            t.type_key == item.type_key && (t.type_key == type_key || t.api_name == type_key)
+        })?;
+        Some(ItemPage {
+            item: item_view(&s, item),
+            project_key: sp.project_key.clone(),
+            simple_name: sp.simple_name.clone(),
+            space_name: sp.name.clone(),
+        })
     }
 
     pub fn items_changed(&self) {
@@ -433,7 +538,157 @@ impl Hub {
             s.chat.clear();
             s.log.clear();
             s.codes.clear();
+            s.asked.clear();
         }
         self.publish(PageEvent::Resync);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub() -> Hub {
+        let project = ProjectEmulator::new("MII_TEST", "secret");
+        project.seed_demo();
+        Hub::new(project)
+    }
+
+    fn put(path: &str, status: u16, latency: Duration) -> UpstreamCall {
+        UpstreamCall {
+            service: "feishu_project",
+            method: "PUT",
+            path: path.to_owned(),
+            status,
+            latency,
+        }
+    }
+
+    #[test]
+    fn an_abort_body_says_whether_it_aborts_or_restores() {
+        let restore = br#"{"is_aborted": false, "reason": "", "reason_option": "restart"}"#;
+        assert_eq!(
+            Asked::of_abort_body(restore),
+            Some(Asked {
+                action: "restore",
+                detail: "is_aborted: false, reason_option: restart".into(),
+            })
+        );
+        let abort = br#"{"is_aborted": true, "reason": "dup", "reason_option": "repeat"}"#;
+        assert_eq!(Asked::of_abort_body(abort).map(|a| a.action), Some("abort"));
+        assert_eq!(Asked::of_abort_body(br#"{"is_aborted": "no"}"#), None);
+        assert_eq!(Asked::of_abort_body(b"not json"), None);
+    }
+
+    #[test]
+    fn a_put_is_logged_as_the_restore_its_body_asked_for() {
+        let hub = hub();
+        let path = "/open_api/p/work_item/story/12345/abort";
+        // A note from before the call started belongs to an earlier call and is dropped.
+        hub.emulator_asked(
+            Platform::Project,
+            "PUT",
+            path,
+            Asked::of_abort_body(br#"{"is_aborted": true, "reason_option": "repeat"}"#)
+                .expect("an abort"),
+        );
+        std::thread::sleep(Duration::from_millis(5));
+        let started = Instant::now();
+        hub.emulator_asked(
+            Platform::Project,
+            "PUT",
+            path,
+            Asked::of_abort_body(br#"{"is_aborted": false, "reason_option": "restart"}"#)
+                .expect("a restore"),
+        );
+        hub.emulator_answered(Platform::Project, "PUT", path, 0);
+        hub.upstream_call(&put(path, 200, started.elapsed()));
+        let log = hub.log();
+        let line = log.last().expect("a log line");
+        assert_eq!(line.action, Some("restore"));
+        assert_eq!(
+            line.detail.as_deref(),
+            Some("is_aborted: false, reason_option: restart")
+        );
+        assert_eq!(line.code, Some(0));
+    }
+
+    #[test]
+    fn a_put_without_an_answer_still_says_what_it_asked_and_leaves_codes_for_later_calls() {
+        let hub = hub();
+        let path = "/open_api/p/work_item/story/12345/abort";
+        let started = Instant::now();
+        hub.emulator_asked(
+            Platform::Project,
+            "PUT",
+            path,
+            Asked::of_abort_body(br#"{"is_aborted": true, "reason_option": "cancel"}"#)
+                .expect("an abort"),
+        );
+        hub.upstream_call(&put(path, 0, started.elapsed()));
+        // The emulator answers the next call; its code is that call's.
+        let second = Instant::now();
+        hub.emulator_answered(Platform::Project, "PUT", path, 20007);
+        hub.upstream_call(&put(path, 200, second.elapsed()));
+        let log = hub.log();
+        assert_eq!(log.len(), 2);
+        assert_eq!((log[0].action, log[0].code), (Some("abort"), None));
+        assert_eq!((log[1].action, log[1].code), (None, Some(20007)));
+        let s = hub.state();
+        assert!(
+            s.asked.is_empty() && s.codes.is_empty(),
+            "a path is forgotten once its notes are taken"
+        );
+    }
+
+    #[test]
+    fn notes_nobody_takes_stay_bounded() {
+        let hub = hub();
+        for id in 0..(MAX_PENDING_PATHS * 3) {
+            let path = format!("/open_api/p/work_item/story/{id}/abort");
+            hub.emulator_answered(Platform::Project, "PUT", &path, 30005);
+        }
+        assert!(hub.state().codes.len() <= MAX_PENDING_PATHS);
+    }
+
+    #[test]
+    fn an_item_page_is_found_as_a_link_names_it() {
+        let hub = hub();
+        let (project_key, simple_name, type_key, api_name, id) = {
+            let s = hub.project.state();
+            let item = s.items.values().next().expect("a seeded item");
+            let space = s
+                .spaces
+                .iter()
+                .find(|sp| sp.project_key == item.project_key)
+                .expect("its space");
+            let ty = space
+                .types
+                .iter()
+                .find(|t| t.type_key == item.type_key)
+                .expect("its type");
+            (
+                space.project_key.clone(),
+                space.simple_name.clone(),
+                ty.type_key.clone(),
+                ty.api_name.clone(),
+                item.id,
+            )
+        };
+        for (space, ty) in [
+            (&simple_name, &type_key),
+            (&project_key, &type_key),
+            (&simple_name, &api_name),
+        ] {
+            let page = hub.item_page(space, ty, id).expect("found");
+            assert_eq!(page.item.id, id);
+            assert_eq!(page.simple_name, simple_name);
+        }
+        assert!(hub.item_page("elsewhere", &type_key, id).is_none());
+        assert!(hub.item_page(&simple_name, "no_such_type", id).is_none());
+        assert!(
+            hub.item_page(&simple_name, &type_key, 999_999_999)
+                .is_none()
+        );
     }
 }

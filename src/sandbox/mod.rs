@@ -5,7 +5,8 @@
 //! - [`people`]: the users, chats and the fixed sandbox credentials.
 //! - [`hub`]: what the page shows (chat, request log, items, switches), pushed live.
 //! - [`api`]: the page's JSON API: messages and clicks in, state and events out.
-//! - [`page`]: the static page (plain HTML/CSS/JS, compiled into the binary).
+//! - [`page`]: the static pages (plain HTML/CSS/JS, compiled into the binary): the chat, and
+//!   each work item's own page, where the links in the bot's cards lead.
 
 pub mod api;
 pub mod hub;
@@ -20,8 +21,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -33,7 +35,7 @@ use crate::emulator::lark::{LarkEmulator, User as LarkUser};
 use crate::emulator::project::ProjectEmulator;
 use crate::emulator::serve_on_loopback;
 
-use hub::{Hub, Platform};
+use hub::{Asked, Hub, Platform};
 
 /// Where the page listens unless `ABORT_BOT_LISTEN` says otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
@@ -100,6 +102,20 @@ impl Sandbox {
                 .await
                 .map_err(SandboxError::Emulator)?;
 
+        // The page is bound first so that the bot's links point at it: cards link to the
+        // sandbox's own view of an item (`/<space>/<type>/detail/<id>`, the shape of a real
+        // Feishu Project link), never to the real project.feishu.cn.
+        let page = TcpListener::bind(listen)
+            .await
+            .map_err(|source| SandboxError::Listen {
+                addr: listen,
+                source,
+            })?;
+        let page_addr = page.local_addr().map_err(|source| SandboxError::Listen {
+            addr: listen,
+            source,
+        })?;
+
         let mut src = Sources::default();
         src.set("LARK_APP_ID", people::APP_ID)
             .set("LARK_APP_SECRET", people::APP_SECRET)
@@ -109,7 +125,7 @@ impl Sandbox {
             .set("FEISHU_PROJECT_PLUGIN_ID", people::PLUGIN_ID)
             .set("FEISHU_PROJECT_PLUGIN_SECRET", people::PLUGIN_SECRET)
             .set("FEISHU_PROJECT_BASE_URL", format!("http://{project_addr}"))
-            .set("FEISHU_PROJECT_WEB_URL", "https://project.feishu.cn")
+            .set("FEISHU_PROJECT_WEB_URL", format!("http://{page_addr}"))
             .set("ABORT_BOT_DEFAULT_PROJECT", "doc")
             .set("ABORT_BOT_LISTEN", "127.0.0.1:0")
             .set("ABORT_BOT_STORE", "sqlite::memory:");
@@ -130,16 +146,6 @@ impl Sandbox {
         let app = App::build(&settings, overrides).await?;
         let bot_addr = app.local_addr().map_err(|source| SandboxError::Listen {
             addr: settings.listen,
-            source,
-        })?;
-        let page = TcpListener::bind(listen)
-            .await
-            .map_err(|source| SandboxError::Listen {
-                addr: listen,
-                source,
-            })?;
-        let page_addr = page.local_addr().map_err(|source| SandboxError::Listen {
-            addr: listen,
             source,
         })?;
         Ok(Sandbox {
@@ -248,8 +254,13 @@ async fn watch_lark(lark: LarkEmulator, hub: Hub, stop: impl Future<Output = ()>
 /// Largest emulator answer read back for its code; they are small JSON documents.
 const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
+/// Largest request body read to tell an abort from a restore; the emulator's own limit
+/// (axum's default for its `Bytes` extractor).
+const MAX_ASKED_BYTES: usize = 2 * 1024 * 1024;
+
 /// Wraps an emulator so that the code of each answer (`code` for Lark, `err_code` for
-/// Feishu Project) reaches the request log.
+/// Feishu Project) reaches the request log, and so does what a Feishu Project
+/// `PUT …/abort` asked for: it aborts or restores, as its body says.
 fn watched(router: Router, hub: Hub, platform: Platform) -> Router {
     router.layer(middleware::from_fn_with_state(
         (hub, platform),
@@ -264,6 +275,18 @@ async fn record_answer_code(
 ) -> Response {
     let method = request.method().as_str().to_owned();
     let path = request.uri().path().to_owned();
+    let request = if platform == Platform::Project && method == "PUT" && path.ends_with("/abort") {
+        let (parts, body) = request.into_parts();
+        let Ok(bytes) = axum::body::to_bytes(body, MAX_ASKED_BYTES).await else {
+            return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+        };
+        if let Some(asked) = Asked::of_abort_body(&bytes) {
+            hub.emulator_asked(platform, &method, &path, asked);
+        }
+        Request::from_parts(parts, Body::from(bytes))
+    } else {
+        request
+    };
     let response = next.run(request).await;
     let (parts, body) = response.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MAX_ANSWER_BYTES).await else {

@@ -1,5 +1,10 @@
-//! The chat page: plain HTML, CSS and JavaScript compiled into the binary, so the sandbox
-//! needs no build step and no files beside it.
+//! The chat page and a work item's own page: plain HTML, CSS and JavaScript compiled into the
+//! binary, so the sandbox needs no build step and no files beside it.
+//!
+//! The bot's cards link to `FEISHU_PROJECT_WEB_URL/<space>/<type>/detail/<id>`, and the
+//! sandbox sets that URL to this page's own address, so a link in a sandbox card opens the
+//! item here (its state, live) instead of on the real project.feishu.cn. The card code is the
+//! production one, unchanged: only its configuration differs.
 
 use axum::Router;
 use axum::http::header;
@@ -7,6 +12,9 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 const INDEX: &str = include_str!("assets/index.html");
+/// The page a card's link opens: `/<space>/<type>/detail/<id>`, as in Feishu Project.
+const ITEM: &str = include_str!("assets/item.html");
+const ITEM_APP: &str = include_str!("assets/item.js");
 const STYLE: &str = include_str!("assets/style.css");
 const APP: &str = include_str!("assets/app.js");
 /// The Card JSON 2.0 renderer, kept apart from the chat so it can be read on its own.
@@ -27,6 +35,14 @@ pub fn router() -> Router {
         .route(
             "/",
             get(|| async { asset("text/html; charset=utf-8", INDEX) }),
+        )
+        .route(
+            "/{space}/{type_key}/detail/{id}",
+            get(|| async { asset("text/html; charset=utf-8", ITEM) }),
+        )
+        .route(
+            "/assets/item.js",
+            get(|| async { asset("text/javascript; charset=utf-8", ITEM_APP) }),
         )
         .route(
             "/assets/style.css",

@@ -694,3 +694,114 @@ async fn submitting_the_picker_form_as_lark_would_aborts_the_item_and_updates_th
     assert!(sb.project.item(12345).expect("item").aborted);
     assert_eq!(color(&updated["message"]["card"]), "green");
 }
+
+/// Every URL in a card.
+fn urls_in(card: &Value) -> Vec<String> {
+    text_of(card)
+        .lines()
+        .flat_map(|l| l.split(['(', ')', ' ', '\'', '"']))
+        .filter(|w| w.starts_with("http://") || w.starts_with("https://"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_card_links_to_the_item_on_the_sandbox_page_never_to_the_real_project() {
+    let sb = start().await;
+    let sent = sb
+        .say("alice", "group", "@abort-bot /abort 12345 repeat")
+        .await;
+    let card = sb
+        .reply_card(sent["message_id"].as_str().expect("id"))
+        .await;
+    let link = format!("{}/doc/story/detail/12345", sb.base);
+    let urls = urls_in(&card);
+    assert!(
+        !urls.is_empty() && urls.iter().all(|u| u == &link),
+        "every link in the card opens {link}: {urls:?}"
+    );
+    assert!(!text_of(&card).contains("project.feishu.cn"));
+
+    // The link opens the sandbox's item page, which reads the item from the page API.
+    let page = sb.http.get(&link).send().await.expect("item page");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    assert!(html.contains("/assets/item.js"), "{html}");
+    let script = sb
+        .http
+        .get(format!("{}/assets/item.js", sb.base))
+        .send()
+        .await
+        .expect("item.js");
+    assert_eq!(script.status(), 200);
+    let item = sb.get("/api/items/doc/story/12345").await;
+    assert_eq!(item["id"], 12345);
+    assert_eq!(item["aborted"], true);
+    assert_eq!(item["reason_option"], "repeat");
+    assert_eq!(item["simple_name"], "doc");
+    assert_eq!(item["changed_by"], "Alice");
+    // Named by project_key, as a link may name the space, it is the same item.
+    let by_key = sb
+        .get(&format!(
+            "/api/items/{}/story/12345",
+            item["project_key"].as_str().expect("project_key")
+        ))
+        .await;
+    assert_eq!(by_key["id"], 12345);
+
+    // A link to no item (or to the wrong type) is a 404 that says which, and nothing else.
+    for path in [
+        "/api/items/doc/story/99999",
+        "/api/items/doc/issue/12345",
+        "/api/items/doc/story/not-a-number",
+    ] {
+        let r = sb
+            .http
+            .get(format!("{}{path}", sb.base))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(r.status(), 404, "{path}");
+        let body: Value = r.json().await.expect("JSON");
+        assert!(
+            body["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("no work item ")),
+            "{path}: {body}"
+        );
+    }
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn the_request_log_labels_a_restore_as_one_though_its_path_says_abort() {
+    let sb = start().await;
+    for (text, action) in [
+        ("@abort-bot /abort 12345 repeat", "abort"),
+        ("@abort-bot /restore 12345 restart", "restore"),
+    ] {
+        let sent = sb.say("alice", "group", text).await;
+        let card = sb
+            .reply_card(sent["message_id"].as_str().expect("id"))
+            .await;
+        assert_eq!(color(&card), "green", "{text}: {}", text_of(&card));
+        let state = sb.get("/api/state").await;
+        let puts: Vec<&Value> = state["log"]
+            .as_array()
+            .expect("log")
+            .iter()
+            .filter(|l| l["method"] == "PUT" && l["path"] == ABORT_12345)
+            .collect();
+        let last = puts.last().expect("the PUT is in the log");
+        assert_eq!(last["action"], action, "{text}: {last}");
+        assert_eq!(last["code"], 0);
+        let option = if action == "abort" {
+            "is_aborted: true, reason_option: repeat"
+        } else {
+            "is_aborted: false, reason_option: restart"
+        };
+        assert_eq!(last["detail"], option);
+    }
+    assert!(!sb.project.item(12345).expect("item").aborted);
+    sb.stop().await;
+}

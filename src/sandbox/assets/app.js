@@ -72,15 +72,26 @@
 
   // ---- toasts and the confirm dialog ------------------------------------------------------
 
+  // At most MAX_TOASTS at once: a new one replaces the oldest, and the same words shown
+  // again replace their earlier toast instead of stacking a copy.
+  const MAX_TOASTS = 3;
+  const TOAST_MS = 4000;
+
   function toast(t) {
     if (!t) return;
     const text = (t.i18n && t.i18n[state.lang]) || t.content || "";
     if (!text) return;
+    const area = $("toasts");
+    for (const old of Array.from(area.children)) {
+      if (old.dataset.text === text) old.remove();
+    }
+    while (area.childElementCount >= MAX_TOASTS) area.firstElementChild.remove();
     const node = h("div", "toast toast-" + (t.type || "info"));
+    node.dataset.text = text;
     node.appendChild(h("span", "toast-icon", { success: "✓", error: "!", warning: "!", info: "i" }[t.type] || "i"));
     node.appendChild(h("span", "toast-text", text));
-    $("toasts").appendChild(node);
-    setTimeout(() => node.remove(), 4000);
+    area.appendChild(node);
+    setTimeout(() => node.remove(), TOAST_MS);
   }
 
   function confirmDialog(title, text) {
@@ -220,11 +231,26 @@
       chip.appendChild(h("span", "chip-what", what));
       chip.addEventListener("click", () => {
         const input = $("composer-input");
-        input.value = (state.view === "group" ? "@abort-bot " : "") + cmd;
+        input.value = composerStart() + cmd;
         input.focus();
       });
       box.appendChild(chip);
     }
+  }
+
+  // A group message needs the bot's mention, so the group's composer starts with it; the
+  // direct chat needs none and starts empty. Switching chats moves what was typed along,
+  // with the mention added or taken off.
+  const MENTION = "@abort-bot ";
+
+  function composerStart() {
+    return state.view === "group" ? MENTION : "";
+  }
+
+  function moveDraft() {
+    const input = $("composer-input");
+    const typed = input.value.replace(/^\s*@abort-bot\s*/i, "").trim();
+    input.value = composerStart() + typed;
   }
 
   function renderComposer() {
@@ -288,7 +314,12 @@
     if (l.code !== null && l.code !== undefined && l.code !== 0) st.textContent += " · " + l.code;
     row.appendChild(st);
     row.appendChild(h("span", "log-latency", l.latency_ms.toFixed(1) + " ms"));
-    if (l.detail) row.appendChild(h("div", "log-detail", l.detail));
+    if (l.action || l.detail) {
+      const detail = h("div", "log-detail");
+      if (l.action) detail.appendChild(h("span", "log-action act-" + l.action, l.action));
+      if (l.detail) detail.appendChild(document.createTextNode(l.detail));
+      row.appendChild(detail);
+    }
     return row;
   }
 
@@ -299,14 +330,19 @@
   }
 
   // Lines arrive as requests finish; they are shown in the order the requests started, so
-  // a delivery to the bot sits before the calls it caused.
+  // a delivery to the bot sits before the calls it caused. The log follows new lines while
+  // it is scrolled to its end; scrolled up to read, it stays where it is.
+  function logAtEnd(box) {
+    return box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+  }
+
   function appendLog(l) {
     if (state.seen.has(l.seq)) return;
     state.seen.add(l.seq);
     state.log.push(l);
     while (state.log.length > 1000) state.seen.delete(state.log.shift().seq);
     const box = $("log");
-    const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+    const atBottom = logAtEnd(box);
     const row = logRow(l);
     let before = null;
     for (let c = box.lastElementChild; c && Number(c.dataset.at) > l.at_ms; c = c.previousElementSibling) before = c;
@@ -357,6 +393,7 @@
     state.seen = new Set();
     $("log").replaceChildren();
     for (const l of s.log) appendLog(l);
+    $("log").scrollTop = $("log").scrollHeight;
     renderMe();
     renderComposer();
     renderMessages();
@@ -402,6 +439,7 @@
       t.addEventListener("click", () => {
         state.view = t.dataset.view;
         localStorage.setItem("sandbox.view", state.view);
+        moveDraft();
         renderComposer();
         renderMessages();
       });
@@ -411,7 +449,7 @@
       const input = $("composer-input");
       const text = input.value.trim();
       if (!text) return;
-      input.value = state.view === "group" ? "@abort-bot " : "";
+      input.value = composerStart();
       send(text);
     });
     $("rate-limited").addEventListener("change", (e) => {
@@ -429,5 +467,5 @@
   renderSuggestions();
   connect();
   loadState().catch((e) => { $("composer-hint").textContent = "Cannot load the sandbox state: " + e.message; });
-  if (state.view === "group") $("composer-input").value = "@abort-bot ";
+  $("composer-input").value = composerStart();
 })();
