@@ -134,10 +134,10 @@ async fn check() -> ExitCode {
             );
             println!("     curl {host}/healthz answers ok.");
             println!(
-                "  3. In the Lark developer console, Events & Callbacks: set the event request URL"
+                "  3. In the Lark developer console, Events & Callbacks: set the request URL of"
             );
             println!(
-                "     to {host}/lark/events and the callback request URL to {host}/lark/cards."
+                "     events and of callbacks to {host}/lark/events (Lark checks it at once)."
             );
             println!(
                 "  4. Publish a version of the app, have an admin approve it, add the bot to a"
