@@ -857,6 +857,51 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_encrypt_key_is_warned_about_in_webhook_mode_only() {
+        let s = Settings::from_sources(&full()).expect("valid settings");
+        let warnings = s.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("LARK_ENCRYPT_KEY is empty"));
+        let mut src = full();
+        src.set("LARK_ENCRYPT_KEY", "ek");
+        assert!(Settings::from_sources(&src).map(|s| s.warnings()).ok() == Some(Vec::new()));
+        let mut src = full();
+        src.set("ABORT_BOT_MODE", "websocket");
+        assert!(Settings::from_sources(&src).map(|s| s.warnings()).ok() == Some(Vec::new()));
+    }
+
+    #[test]
+    fn the_summary_names_every_setting_and_shows_no_secret() {
+        let mut src = full();
+        src.set("ABORT_BOT_STORE", "redis://:redis-pw-value@10.0.0.5:6379/3");
+        let s = Settings::from_sources(&src).expect("valid settings");
+        let summary = s.summary();
+        let labels: Vec<&str> = summary.iter().map(|(l, _)| *l).collect();
+        assert_eq!(
+            labels,
+            [
+                "mode",
+                "listening on",
+                "store",
+                "Lark app",
+                "events",
+                "Feishu Project",
+                "default space",
+                "limits",
+                "logs"
+            ]
+        );
+        let text = format!("{summary:?}");
+        assert!(
+            text.contains("10.0.0.5:6379/3") && text.contains("cli_a"),
+            "{text}"
+        );
+        for secret in ["redis-pw-value", "app-secret-value", "plugin-secret-value"] {
+            assert!(!text.contains(secret), "{secret}: {text}");
+        }
+    }
+
+    #[test]
     fn card_secret_is_derived_and_differs_from_the_app_secret() {
         let s = Settings::from_sources(&full()).ok();
         let secret = s.map(|s| s.card_secret.expose_secret().to_owned());

@@ -633,6 +633,38 @@ fn method_name(m: &Method) -> &'static str {
 mod tests {
     use super::*;
 
+    #[test]
+    fn each_answer_is_classed_for_the_latency_histogram() {
+        let api = |code, status| LarkError::Api {
+            code,
+            msg: String::new(),
+            status,
+        };
+        let cases = [
+            (api(230_002, 400), UpstreamOutcome::Refused),
+            (api(230_020, 400), UpstreamOutcome::RateLimited),
+            (api(99_991_400, 200), UpstreamOutcome::RateLimited),
+            (api(0, 429), UpstreamOutcome::RateLimited),
+            (api(1, 503), UpstreamOutcome::ServerError),
+            (
+                LarkError::Malformed { status: 502 },
+                UpstreamOutcome::ServerError,
+            ),
+            (
+                LarkError::Malformed { status: 200 },
+                UpstreamOutcome::Malformed,
+            ),
+            (LarkError::Timeout, UpstreamOutcome::NoAnswer),
+            (
+                LarkError::Transport("connection failed"),
+                UpstreamOutcome::NoAnswer,
+            ),
+        ];
+        for (error, outcome) in cases {
+            assert_eq!(error.outcome(), outcome, "{error}");
+        }
+    }
+
     fn limited(secs: u64) -> LarkError {
         LarkError::RateLimited {
             code: 99_991_400,
