@@ -310,6 +310,15 @@ async fn the_long_connection_state_is_a_gauge() {
             .await
             >= 1
     );
+    // The endpoint refused for good (too many connections): stopped, counted by its reason.
+    ws.push_endpoint_fault(1_000_040_350);
+    ws.drop_connections();
+    wait_for_sample(&app, "abort_bot_long_connection_state", 2).await;
+    assert_eq!(
+        app.counter(r#"abort_bot_long_connection_stopped_total{reason="endpoint_refused"}"#)
+            .await,
+        1
+    );
 }
 
 /// `abort-bot check` with `env`, run to its end: exit status and what it printed.
