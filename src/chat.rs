@@ -66,17 +66,27 @@ impl Chat {
             .text
             .as_deref()
             .map(|t| command::parse(t, &service.web_url));
+        let metrics = &service.metrics;
         let delivery = match parsed {
             None => {
+                metrics.command("unparsed", "answered");
                 let card = views::help(Some(&command::ParseError::NotACommand));
                 reply(msg, card)
             }
-            Some(Err(e)) => reply(msg, views::help(Some(&e))),
-            Some(Ok(Command::Help)) => reply(msg, views::help(None)),
+            Some(Err(e)) => {
+                metrics.command("unparsed", "answered");
+                reply(msg, views::help(Some(&e)))
+            }
+            Some(Ok(Command::Help)) => {
+                metrics.command("help", "answered");
+                reply(msg, views::help(None))
+            }
             Some(Ok(Command::Bind { space })) => {
                 if let Err(refusal) = service.admit(actor, 0, "") {
+                    metrics.command("bind", "refused");
                     return Ok(Some(reply(msg, views::refused(&refusal, open_id))));
                 }
+                metrics.command("bind", "answered");
                 let work = async {
                     let result = service.bind(&msg.chat_id, &space, actor).await;
                     views::bound(&result, &space, open_id)
@@ -90,8 +100,11 @@ impl Chat {
                     | OptionChoice::DidYouMean { reason, .. } => reason,
                 };
                 if let Err(refusal) = service.admit(actor, cmd.refs.len(), reason) {
+                    metrics.command(cmd.action.key(), "refused");
                     return Ok(Some(reply(msg, views::refused(&refusal, open_id))));
                 }
+                metrics.command(cmd.action.key(), "answered");
+                record_items(&cmd.refs);
                 // Only a command that acts says it is acting; a picker or a batch confirmation
                 // is still looking its items up.
                 let progress = match &cmd.choice {
@@ -301,4 +314,15 @@ struct Ask<'a> {
     menu: ReasonMenu,
     did_you_mean: Option<(&'a str, &'a ReasonOption)>,
     reason: &'a str,
+}
+
+/// Names the work items on the current span (the event's or the click's `items` field), once
+/// the limits have bounded how many there are.
+pub fn record_items(refs: &[crate::domain::WorkItemRef]) {
+    let items = refs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    tracing::Span::current().record("items", items.as_str());
 }

@@ -143,6 +143,90 @@ impl fmt::Debug for Settings {
     }
 }
 
+impl Settings {
+    /// What `abort-bot check` shows of this configuration: one labelled line per setting that
+    /// decides how the bot runs. No secret, only whether it is set.
+    pub fn summary(&self) -> Vec<(&'static str, String)> {
+        let mode = match self.mode {
+            Mode::Webhook => "webhook: Lark calls POST /lark/events and /lark/cards".to_owned(),
+            Mode::Websocket => {
+                "websocket: the bot opens Lark's long connection (no inbound URL)".to_owned()
+            }
+        };
+        let routes = match self.mode {
+            Mode::Webhook => "/lark/events, /lark/cards, /healthz, /readyz, /metrics",
+            Mode::Websocket => "/healthz, /readyz, /metrics",
+        };
+        let store = match &self.store {
+            StoreUrl::Sqlite(path) => format!("SQLite file {}", path.display()),
+            StoreUrl::Memory => "in memory (nothing survives a restart)".to_owned(),
+            StoreUrl::Redis(url) => match &self.redis_wait {
+                Some(w) => format!(
+                    "Redis {url}, each acknowledgement waits for {} replica(s)",
+                    w.replicas
+                ),
+                None => format!("Redis {url}"),
+            },
+        };
+        let events = match (&self.mode, &self.lark.encrypt_key) {
+            (Mode::Websocket, _) => "over the long connection (no Encrypt Key used)",
+            (Mode::Webhook, Some(_)) => "encrypted and signed (LARK_ENCRYPT_KEY is set)",
+            (Mode::Webhook, None) => "plain, checked by the verification token only",
+        };
+        vec![
+            ("mode", mode),
+            ("listening on", format!("{} ({routes})", self.listen)),
+            ("store", store),
+            (
+                "Lark app",
+                format!("{} at {}", self.lark.app_id, self.lark.base_url),
+            ),
+            ("events", events.to_owned()),
+            (
+                "Feishu Project",
+                format!(
+                    "plugin {} at {}, links to {}",
+                    self.project.plugin_id, self.project.base_url, self.project.web_url
+                ),
+            ),
+            (
+                "default space",
+                self.default_project.clone().unwrap_or_else(|| {
+                    "none: a chat needs /bind, or commands need a link".to_owned()
+                }),
+            ),
+            (
+                "limits",
+                format!(
+                    "{} items per command, confirmation above {}, {} per person per minute",
+                    self.max_items, self.batch_confirm, self.user_rate
+                ),
+            ),
+            (
+                "logs",
+                match self.log_format {
+                    LogFormat::Text => "text".to_owned(),
+                    LogFormat::Json => "JSON lines".to_owned(),
+                },
+            ),
+        ]
+    }
+
+    /// What deserves a warning without being wrong.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.mode == Mode::Webhook && self.lark.encrypt_key.is_none() {
+            out.push(
+                "LARK_ENCRYPT_KEY is empty: Lark's requests arrive unencrypted and unsigned, \
+                 checked by the verification token alone. Set an Encrypt Key in the developer \
+                 console (Events & Callbacks → Encryption Strategy) and the same value here."
+                    .to_owned(),
+            );
+        }
+        out
+    }
+}
+
 /// One thing wrong with one variable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -770,6 +854,51 @@ mod tests {
         src.set("ABORT_BOT_REDIS_WAIT_REPLICAS", "-1");
         let err = Settings::from_sources(&src).err().map(|e| e.to_string());
         assert!(err.unwrap_or_default().contains("malformed"));
+    }
+
+    #[test]
+    fn an_empty_encrypt_key_is_warned_about_in_webhook_mode_only() {
+        let s = Settings::from_sources(&full()).expect("valid settings");
+        let warnings = s.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("LARK_ENCRYPT_KEY is empty"));
+        let mut src = full();
+        src.set("LARK_ENCRYPT_KEY", "ek");
+        assert!(Settings::from_sources(&src).map(|s| s.warnings()).ok() == Some(Vec::new()));
+        let mut src = full();
+        src.set("ABORT_BOT_MODE", "websocket");
+        assert!(Settings::from_sources(&src).map(|s| s.warnings()).ok() == Some(Vec::new()));
+    }
+
+    #[test]
+    fn the_summary_names_every_setting_and_shows_no_secret() {
+        let mut src = full();
+        src.set("ABORT_BOT_STORE", "redis://:redis-pw-value@10.0.0.5:6379/3");
+        let s = Settings::from_sources(&src).expect("valid settings");
+        let summary = s.summary();
+        let labels: Vec<&str> = summary.iter().map(|(l, _)| *l).collect();
+        assert_eq!(
+            labels,
+            [
+                "mode",
+                "listening on",
+                "store",
+                "Lark app",
+                "events",
+                "Feishu Project",
+                "default space",
+                "limits",
+                "logs"
+            ]
+        );
+        let text = format!("{summary:?}");
+        assert!(
+            text.contains("10.0.0.5:6379/3") && text.contains("cli_a"),
+            "{text}"
+        );
+        for secret in ["redis-pw-value", "app-secret-value", "plugin-secret-value"] {
+            assert!(!text.contains(secret), "{secret}: {text}");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! its own reply (an HTTP response, an ack frame), so both behave the same by construction.
 
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use crate::lark::card_action::CardClick;
 use crate::lark::envelope::Inbound;
@@ -63,7 +64,8 @@ pub async fn ingest(
             let now = state.clock.now_secs();
             let accepted = state
                 .store
-                .accept_message(env.event_id, msg.message_id, payload.clone(), now)
+                .accept_message(env.event_id, msg.message_id.clone(), payload.clone(), now)
+                .instrument(event_span(&msg))
                 .await;
             match accepted {
                 Ok(Accepted::New(id)) => {
@@ -101,6 +103,32 @@ pub async fn ingest(
     }
 }
 
+/// The span of one message event, from its arrival to its answer's delivery: the worker and
+/// the outbox open one with the same fields. `items` is filled in once the command is read.
+pub fn event_span(msg: &ReceivedMessage) -> tracing::Span {
+    tracing::info_span!(
+        "event",
+        event_id = %msg.event_id,
+        message_id = %msg.message_id,
+        chat = %msg.chat_id,
+        actor = msg.sender.open_id.as_deref().unwrap_or_default(),
+        items = tracing::field::Empty,
+    )
+}
+
+/// The span of one card click (its dedup key as `event_id`); `items` is filled in once the
+/// button's value is verified. The click's card token is never a field.
+fn click_span(click: &CardClick) -> tracing::Span {
+    tracing::info_span!(
+        "click",
+        event_id = %click.click_id,
+        message_id = click.open_message_id.as_deref().unwrap_or_default(),
+        chat = click.open_chat_id.as_deref().unwrap_or_default(),
+        actor = click.operator.open_id.as_deref().unwrap_or_default(),
+        items = tracing::field::Empty,
+    )
+}
+
 fn store_failed(state: &AppState, route: &'static str, e: &dyn std::fmt::Display) -> Ingested {
     state.metrics.inbound(route, "store_error");
     tracing::error!(route, error = %e, "could not store an event; asking Lark to retry");
@@ -124,7 +152,11 @@ async fn click_answer(state: &AppState, route: &'static str, click: &CardClick) 
             state
                 .metrics
                 .inbound(route, if first { "card_action" } else { "duplicate" });
-            let answer = state.interact.handle(click).await;
+            let answer = state
+                .interact
+                .handle(click)
+                .instrument(click_span(click))
+                .await;
             Ingested::Answer(answer.to_body(click.form))
         }
         Err(e) => store_failed(state, route, &e),

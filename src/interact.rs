@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::card_value::{ButtonValue, CardStamp, Kind, Signer};
 use crate::cards::Vars;
@@ -92,6 +93,7 @@ impl Interact {
                 card: None,
             };
         }
+        crate::chat::record_items(&value.items);
         self.go(click, value, option, reason, started).await
     }
 
@@ -148,37 +150,40 @@ impl Interact {
         let service = self.service.clone();
         let signer = self.signer.clone();
         let claim = claim_request(click, &value, service.clock.now_secs());
-        let mut work = tokio::spawn(async move {
-            // Who the clicker is, before the card's one action is taken: someone Feishu
-            // Project does not know leaves the card to the others.
-            let user_key = match service.user_key(&req.actor).await {
-                Ok(k) => k,
-                Err(outcome) => return Step::Personal(outcome),
-            };
-            let (nonce, click_id) = (claim.nonce.clone(), claim.click_id.clone());
-            match service.store.claim_card(claim).await {
-                Ok(Claim::Granted) => {}
-                Ok(Claim::Held(held)) => return Step::Held(held),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot claim a card; nothing done");
-                    return Step::Failed;
+        let mut work = tokio::spawn(
+            async move {
+                // Who the clicker is, before the card's one action is taken: someone Feishu
+                // Project does not know leaves the card to the others.
+                let user_key = match service.user_key(&req.actor).await {
+                    Ok(k) => k,
+                    Err(outcome) => return Step::Personal(outcome),
+                };
+                let (nonce, click_id) = (claim.nonce.clone(), claim.click_id.clone());
+                match service.store.claim_card(claim).await {
+                    Ok(Claim::Granted) => {}
+                    Ok(Claim::Held(held)) => return Step::Held(held),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot claim a card; nothing done");
+                        return Step::Failed;
+                    }
                 }
-            }
-            let report = service.act_as(&req, Ok(user_key)).await;
-            if let Some(outcome) = personal(&report) {
-                // Nothing changed, and only because of who clicked: the card is theirs no more.
-                if let Err(e) = service.store.release_card(nonce, click_id).await {
-                    tracing::error!(error = %e, "cannot give a card's action back");
+                let report = service.act_as(&req, Ok(user_key)).await;
+                if let Some(outcome) = personal(&report) {
+                    // Nothing changed, and only because of who clicked: the card is theirs no more.
+                    if let Err(e) = service.store.release_card(nonce, click_id).await {
+                        tracing::error!(error = %e, "cannot give a card's action back");
+                    }
+                    return Step::Personal(outcome);
                 }
-                return Step::Personal(outcome);
+                let stamp = CardStamp::new(&signer, service.clock.now_secs());
+                let card = views::act_report(&report, &service.web_url, &stamp);
+                if let Err(e) = service.store.finish_card(nonce, card.to_string()).await {
+                    tracing::error!(error = %e, "cannot store a card's result");
+                }
+                Step::Acted(views::toast_result(&report), card)
             }
-            let stamp = CardStamp::new(&signer, service.clock.now_secs());
-            let card = views::act_report(&report, &service.web_url, &stamp);
-            if let Err(e) = service.store.finish_card(nonce, card.to_string()).await {
-                tracing::error!(error = %e, "cannot store a card's result");
-            }
-            Step::Acted(views::toast_result(&report), card)
-        });
+            .in_current_span(),
+        );
         let left = self.budget.saturating_sub(started.elapsed());
         match tokio::time::timeout(left, &mut work).await {
             Ok(Ok(Step::Acted(toast, card))) => CallbackAnswer {
@@ -246,7 +251,8 @@ impl Interact {
                     if let Err(e) = outbox.add(key, &delivery).await {
                         tracing::error!(error = %e, "cannot store a click's late result; the card stays as it was");
                     }
-                });
+                }
+                .in_current_span());
                 toast_only("info", "toast_working")
             }
         }

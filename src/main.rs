@@ -87,33 +87,102 @@ async fn check() -> ExitCode {
     let settings = match Settings::from_sources(&Sources::from_process_env()) {
         Ok(s) => s,
         Err(e) => {
+            println!("abort-bot check: the configuration has problems.");
+            println!();
             for p in &e.problems {
                 println!("problem: {p}");
             }
+            println!();
+            println!("Next: set these variables (or keys in the ABORT_BOT_CONFIG file; README.md,");
+            println!(
+                "\"Configure\", says where each value comes from), then run `abort-bot check` again."
+            );
             return ExitCode::FAILURE;
         }
     };
     telemetry::init(LogFormat::Text);
-    println!("configuration: ok ({settings:?})");
-    let clients = match Clients::build(&settings, &Overrides::default()) {
+    println!("abort-bot check");
+    println!();
+    for (label, value) in settings.summary() {
+        println!("  {label:<16}{value}");
+    }
+    println!();
+    let (problems, warnings) = verify_upstream(&settings).await;
+    let mut warnings = warnings;
+    warnings.extend(settings.warnings());
+    for w in &warnings {
+        println!("warning: {w}");
+    }
+    println!();
+    if problems > 0 {
+        println!(
+            "{problems} problem(s) above. Fix them and run `abort-bot check` again; nothing was changed."
+        );
+        return ExitCode::FAILURE;
+    }
+    let host = "https://<your public host>";
+    match settings.mode {
+        abort_bot::config::Mode::Webhook => {
+            println!("Everything checked works. Next:");
+            println!("  1. Start the bot: `abort-bot serve` (or `systemctl start abort-bot`).");
+            println!(
+                "  2. Make {host}/lark/events and /lark/cards reach {} over HTTPS (a reverse",
+                settings.listen
+            );
+            println!(
+                "     proxy; keep /metrics, /readyz off the public side), and check from outside:"
+            );
+            println!("     curl {host}/healthz answers ok.");
+            println!(
+                "  3. In the Lark developer console, Events & Callbacks: set the request URL of"
+            );
+            println!(
+                "     events and of callbacks to {host}/lark/events (Lark checks it at once)."
+            );
+            println!(
+                "  4. Publish a version of the app, have an admin approve it, add the bot to a"
+            );
+            println!("     group and send `@abort-bot /help`.");
+        }
+        abort_bot::config::Mode::Websocket => {
+            println!("Everything checked works. Next:");
+            println!("  1. Start the bot: `abort-bot serve` (or `systemctl start abort-bot`);");
+            println!("     /readyz answers 200 once the long connection is open.");
+            println!(
+                "  2. Publish a version of the app, have an admin approve it, add the bot to a"
+            );
+            println!("     group and send `@abort-bot /help`.");
+        }
+    }
+    if !warnings.is_empty() {
+        println!("  Read the warnings above first.");
+    }
+    ExitCode::SUCCESS
+}
+
+/// Fetches both tokens, opens the store and (long connection) asks for an endpoint; prints
+/// one line for each. The number of problems, and the store's warnings.
+async fn verify_upstream(settings: &Settings) -> (usize, Vec<String>) {
+    let mut problems = 0;
+    let mut warnings = Vec::new();
+    let clients = match Clients::build(settings, &Overrides::default()) {
         Ok(c) => c,
         Err(e) => {
             println!("problem: cannot build the HTTP client: {e}");
-            return ExitCode::FAILURE;
+            return (1, warnings);
         }
     };
-    let mut failed = false;
     match clients.lark.tenant_token().await {
         Ok(_) => println!("lark tenant_access_token: ok"),
         Err(e) => {
-            failed = true;
+            problems += 1;
             println!("problem: LARK_APP_ID / LARK_APP_SECRET: no tenant_access_token: {e}");
         }
     }
     match clients.project.plugin_token().await {
         Ok(_) => println!("feishu project plugin_token: ok"),
         Err(e) => {
-            failed = true;
+            problems += 1;
             println!(
                 "problem: FEISHU_PROJECT_PLUGIN_ID / FEISHU_PROJECT_PLUGIN_SECRET: no plugin_token: {e}"
             );
@@ -123,7 +192,7 @@ async fn check() -> ExitCode {
         StoreUrl::Sqlite(path) => match Store::open(path) {
             Ok(_) => println!("sqlite store: ok ({})", path.display()),
             Err(e) => {
-                failed = true;
+                problems += 1;
                 println!("problem: ABORT_BOT_STORE: {e}");
             }
         },
@@ -135,11 +204,11 @@ async fn check() -> ExitCode {
                 Ok(store) => {
                     println!("redis store: ok");
                     for warning in store.warnings().await {
-                        println!("warning: ABORT_BOT_STORE: {warning}");
+                        warnings.push(format!("ABORT_BOT_STORE: {warning}"));
                     }
                 }
                 Err(e) => {
-                    failed = true;
+                    problems += 1;
                     println!("problem: ABORT_BOT_STORE: cannot reach the Redis store: {e}");
                 }
             }
@@ -149,18 +218,14 @@ async fn check() -> ExitCode {
         match abort_bot::lark::ws::client::fetch_endpoint(&clients.lark).await {
             Ok(endpoint) => println!("lark long connection endpoint: ok ({})", endpoint.host()),
             Err(e) => {
-                failed = true;
+                problems += 1;
                 println!(
                     "problem: ABORT_BOT_MODE=websocket: no long-connection endpoint (is \"receive events through persistent connection\" chosen in the app console?): {e}"
                 );
             }
         }
     }
-    if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    (problems, warnings)
 }
 
 /// The sandbox's page address: `ABORT_BOT_LISTEN` if set, which must be loopback.

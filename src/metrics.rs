@@ -27,6 +27,107 @@ pub struct UpstreamLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LatencyLabels {
+    pub service: &'static str,
+    pub endpoint: &'static str,
+    pub outcome: &'static str,
+}
+
+/// How one upstream call ended, as a bounded label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamOutcome {
+    /// Answered with success.
+    Ok,
+    /// Answered with an error code of the platform (no permission, not found, …).
+    Refused,
+    /// Answered with a rate limit (HTTP 429 or the platform's rate-limit code).
+    RateLimited,
+    /// Answered with a 5xx, or a platform code that says it is overloaded.
+    ServerError,
+    /// No answer: timeout, refused or dropped connection.
+    NoAnswer,
+    /// An answer that could not be read.
+    Malformed,
+}
+
+impl UpstreamOutcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            UpstreamOutcome::Ok => "ok",
+            UpstreamOutcome::Refused => "refused",
+            UpstreamOutcome::RateLimited => "rate_limited",
+            UpstreamOutcome::ServerError => "server_error",
+            UpstreamOutcome::NoAnswer => "no_answer",
+            UpstreamOutcome::Malformed => "malformed",
+        }
+    }
+}
+
+/// The bot's caches, each a `cache` label of `abort_bot_cache_lookups_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheName {
+    /// Lark: open_id → union_id and email.
+    LarkContacts,
+    /// Lark: a sent message → its chat (for pacing its updates).
+    LarkMessageChats,
+    /// Feishu Project: union_id or email → user_key.
+    ProjectUserKeys,
+    /// Feishu Project: (user_key, space key) → the space.
+    ProjectSpaces,
+    /// Feishu Project: a space → its work item types.
+    ProjectTypes,
+    /// Feishu Project: (space, id) → the item's type.
+    ProjectItemTypes,
+    /// Feishu Project: (user_key, space, id) → the item as that person read it.
+    ProjectItems,
+    /// Feishu Project: a space → its 终止原因 options.
+    ProjectAbortReasons,
+}
+
+impl CacheName {
+    pub const ALL: [CacheName; 8] = [
+        CacheName::LarkContacts,
+        CacheName::LarkMessageChats,
+        CacheName::ProjectUserKeys,
+        CacheName::ProjectSpaces,
+        CacheName::ProjectTypes,
+        CacheName::ProjectItemTypes,
+        CacheName::ProjectItems,
+        CacheName::ProjectAbortReasons,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            CacheName::LarkContacts => "lark_contacts",
+            CacheName::LarkMessageChats => "lark_message_chats",
+            CacheName::ProjectUserKeys => "project_user_keys",
+            CacheName::ProjectSpaces => "project_spaces",
+            CacheName::ProjectTypes => "project_types",
+            CacheName::ProjectItemTypes => "project_item_types",
+            CacheName::ProjectItems => "project_items",
+            CacheName::ProjectAbortReasons => "project_abort_reasons",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    pub cache: &'static str,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PlatformLabels {
+    pub platform: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CommandLabels {
+    pub command: &'static str,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub action: &'static str,
     pub outcome: &'static str,
@@ -81,6 +182,20 @@ impl HttpRefusal {
         }
     }
 }
+
+/// The two upstream platforms, as the `upstream` / `platform` / `service` label says them.
+const PLATFORMS: [&str; 2] = ["lark", "feishu_project"];
+/// Why the long connection stops for good (the `reason` of `long_connection_stopped`).
+const WS_STOP_REASONS: [&str; 4] = [
+    "forbidden",
+    "connection_limit",
+    "endpoint_refused",
+    "gave_up",
+];
+/// The limits a command or click is refused by (`refused_by_limit`).
+const LIMITS: [&str; 3] = ["limit_items", "limit_reason", "limit_rate"];
+/// The `command` label of `commands`.
+const COMMANDS: [&str; 5] = ["abort", "restore", "bind", "help", "unparsed"];
 
 /// At most one log line per refusal reason per this long; the line says how many were
 /// left out since the last one, so a flood of refusals cannot flood the log.
@@ -144,6 +259,7 @@ pub struct UpstreamCall {
     /// 0 when no HTTP answer came back.
     pub status: u16,
     pub latency: Duration,
+    pub outcome: UpstreamOutcome,
 }
 
 pub type Tap = Arc<dyn Fn(&UpstreamCall) + Send + Sync>;
@@ -152,7 +268,7 @@ pub struct Metrics {
     registry: Registry,
     inbound: Family<InboundLabels, Counter>,
     upstream: Family<UpstreamLabels, Counter>,
-    upstream_seconds: Family<UpstreamLabels, Histogram>,
+    upstream_seconds: Family<LatencyLabels, Histogram>,
     outcomes: Family<OutcomeLabels, Counter>,
     http_refused: Family<ReasonLabels, Counter>,
     refusal_log: LogLimiter,
@@ -166,6 +282,12 @@ pub struct Metrics {
     circuit_closed: Family<CircuitLabels, Counter>,
     outbox_waiting: Gauge,
     outbox_given_up: Family<CodeLabels, Counter>,
+    inbox_pending: Gauge,
+    inbox_oldest_age: Gauge,
+    cache_lookups: Family<CacheLabels, Counter>,
+    token_refreshes: Family<PlatformLabels, Counter>,
+    ws_state: Gauge,
+    commands: Family<CommandLabels, Counter>,
     tap: Option<Tap>,
 }
 
@@ -180,7 +302,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("abort_bot");
         let inbound = Family::<InboundLabels, Counter>::default();
         let upstream = Family::<UpstreamLabels, Counter>::default();
-        let upstream_seconds = Family::<UpstreamLabels, Histogram>::new_with_constructor(|| {
+        let upstream_seconds = Family::<LatencyLabels, Histogram>::new_with_constructor(|| {
             Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
         });
         let outcomes = Family::<OutcomeLabels, Counter>::default();
@@ -196,7 +318,7 @@ impl Metrics {
         );
         registry.register(
             "upstream_call_seconds",
-            "Latency of calls to Lark and Feishu Project",
+            "Latency of calls to Lark and Feishu Project, by endpoint template and outcome (ok, refused, rate_limited, server_error, no_answer, malformed)",
             upstream_seconds.clone(),
         );
         registry.register("outcomes", "Abort and restore outcomes", outcomes.clone());
@@ -266,8 +388,50 @@ impl Metrics {
             "Replies and card updates dropped, by Lark's error code (or `expired` after ABORT_BOT_REPLY_RETRY)",
             outbox_given_up.clone(),
         );
-        Self {
+        let inbox_pending = Gauge::default();
+        registry.register(
+            "inbox_pending",
+            "Events acknowledged to Lark and not yet finished",
+            inbox_pending.clone(),
+        );
+        let inbox_oldest_age = Gauge::default();
+        registry.register(
+            "inbox_oldest_age_seconds",
+            "Age of the oldest event not yet finished (0 when none waits)",
+            inbox_oldest_age.clone(),
+        );
+        let cache_lookups = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "cache_lookups",
+            "Lookups in the bot's caches, by cache and result (hit, miss)",
+            cache_lookups.clone(),
+        );
+        let token_refreshes = Family::<PlatformLabels, Counter>::default();
+        registry.register(
+            "token_refreshes",
+            "Access tokens fetched, by platform (lark: tenant_access_token, feishu_project: plugin_token)",
+            token_refreshes.clone(),
+        );
+        let ws_state = Gauge::default();
+        registry.register(
+            "long_connection_state",
+            "The long connection (websocket mode): 0 connecting, 1 open, 2 stopped",
+            ws_state.clone(),
+        );
+        let commands = Family::<CommandLabels, Counter>::default();
+        registry.register(
+            "commands",
+            "Chat commands by command (abort, restore, bind, help, unparsed) and result (answered, refused)",
+            commands.clone(),
+        );
+        let metrics = Self {
             registry,
+            inbox_pending,
+            inbox_oldest_age,
+            cache_lookups,
+            token_refreshes,
+            ws_state,
+            commands,
             outbox_waiting,
             outbox_given_up,
             inbound,
@@ -285,7 +449,9 @@ impl Metrics {
             circuit_opened,
             circuit_closed,
             tap,
-        }
+        };
+        metrics.zero_known_series();
+        metrics
     }
 
     pub fn inbound(&self, route: &'static str, result: &'static str) {
@@ -371,15 +537,121 @@ impl Metrics {
             .inc();
     }
 
+    /// How many events wait in the inbox and how long the oldest has waited. Meant to be
+    /// fed from one cheap store call that counts without reading the events.
+    pub fn set_inbox(&self, pending: u64, oldest_age_secs: u64) {
+        self.inbox_pending
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
+        self.inbox_oldest_age
+            .set(i64::try_from(oldest_age_secs).unwrap_or(i64::MAX));
+    }
+
+    /// Counts a lookup in `cache` and hands its result back.
+    pub fn cached<T>(&self, cache: CacheName, found: Option<T>) -> Option<T> {
+        let result = if found.is_some() { "hit" } else { "miss" };
+        self.cache_lookups
+            .get_or_create(&CacheLabels {
+                cache: cache.label(),
+                result,
+            })
+            .inc();
+        found
+    }
+
+    /// Creates every series whose labels are known in advance, at zero: each family is in
+    /// the first scrape (a dashboard finds its metric), and `rate()` sees the first increase.
+    fn zero_known_series(&self) {
+        for refusal in [
+            HttpRefusal::OverCapacity,
+            HttpRefusal::HeaderTimeout,
+            HttpRefusal::BodyTimeout,
+            HttpRefusal::AcceptFailed,
+        ] {
+            let _ = self.http_refused.get_or_create(&ReasonLabels {
+                reason: refusal.reason(),
+            });
+        }
+        for reason in WS_STOP_REASONS {
+            let _ = self.ws_stopped.get_or_create(&ReasonLabels { reason });
+        }
+        for limit in LIMITS {
+            let _ = self.refused.get_or_create(&RefusedLabels { limit });
+        }
+        for upstream in PLATFORMS {
+            let _ = self
+                .circuit_state
+                .get_or_create(&CircuitLabels { upstream });
+            let _ = self
+                .circuit_opened
+                .get_or_create(&CircuitLabels { upstream });
+            let _ = self
+                .circuit_closed
+                .get_or_create(&CircuitLabels { upstream });
+            let _ = self
+                .token_refreshes
+                .get_or_create(&PlatformLabels { platform: upstream });
+        }
+        let _ = self.outbox_given_up.get_or_create(&CodeLabels {
+            code: "expired".to_owned(),
+        });
+        for cache in CacheName::ALL {
+            for result in ["hit", "miss"] {
+                let _ = self.cache_lookups.get_or_create(&CacheLabels {
+                    cache: cache.label(),
+                    result,
+                });
+            }
+        }
+        for command in COMMANDS {
+            for result in ["answered", "refused"] {
+                let _ = self
+                    .commands
+                    .get_or_create(&CommandLabels { command, result });
+            }
+        }
+    }
+
+    /// A fresh access token was fetched for `platform` (`lark`, `feishu_project`).
+    pub fn token_refreshed(&self, platform: &'static str) {
+        self.token_refreshes
+            .get_or_create(&PlatformLabels { platform })
+            .inc();
+    }
+
+    /// The long connection's state: 0 connecting, 1 open, 2 stopped.
+    pub fn long_connection_state(&self, state: i64) {
+        self.ws_state.set(state);
+    }
+
+    /// A chat command (`abort`, `restore`, `bind`, `help`, `unparsed`) was `answered` or
+    /// `refused` by a limit.
+    pub fn command(&self, command: &'static str, result: &'static str) {
+        self.commands
+            .get_or_create(&CommandLabels { command, result })
+            .inc();
+    }
+
     pub fn upstream(&self, endpoint: &'static str, call: UpstreamCall) {
         let labels = UpstreamLabels {
             service: call.service,
             endpoint,
             status: call.status,
         };
+        tracing::debug!(
+            service = call.service,
+            endpoint,
+            status = call.status,
+            outcome = call.outcome.label(),
+            latency_ms = u64::try_from(call.latency.as_millis()).unwrap_or(u64::MAX),
+            "upstream call"
+        );
         self.upstream.get_or_create(&labels).inc();
         self.upstream_seconds
-            .get_or_create(&labels)
+            .get_or_create(&LatencyLabels {
+                service: call.service,
+                endpoint,
+                outcome: call.outcome.label(),
+            })
             .observe(call.latency.as_secs_f64());
         if let Some(tap) = &self.tap {
             tap(&call);

@@ -71,6 +71,28 @@ pub enum Delivery {
 }
 
 impl Delivery {
+    /// The message it answers or changes and the chat it goes to, as far as it says (for the
+    /// delivery's span; empty when unknown). Never the click's card token.
+    fn names(&self) -> (&str, &str) {
+        match self {
+            Delivery::Reply { chat, to, .. } => (to, chat),
+            Delivery::Patch { message_id, .. } => (message_id, ""),
+            Delivery::Update { message_id, .. } => (message_id.as_deref().unwrap_or_default(), ""),
+            Delivery::Send {
+                receive_id_type,
+                receive_id,
+                ..
+            } => (
+                "",
+                if receive_id_type == "chat_id" {
+                    receive_id
+                } else {
+                    ""
+                },
+            ),
+        }
+    }
+
     /// The entry to store under `key`.
     pub fn stored_as(&self, key: String) -> NewDelivery {
         NewDelivery {
@@ -243,9 +265,18 @@ impl Sender {
     async fn deliver(&self, item: OutboxItem) {
         let store = &self.outbox.store;
         let clock = &self.outbox.clock;
-        let span = tracing::info_span!("delivery", key = %item.key, attempt = item.attempts + 1);
         let tried = match serde_json::from_str::<Delivery>(&item.payload) {
-            Ok(d) => self.try_once(&d, item.attempts).instrument(span).await,
+            Ok(d) => {
+                let (message_id, chat) = d.names();
+                let span = tracing::info_span!(
+                    "delivery",
+                    key = %item.key,
+                    attempt = item.attempts + 1,
+                    message_id,
+                    chat,
+                );
+                self.try_once(&d, item.attempts).instrument(span).await
+            }
             Err(_) => Tried::Final("unreadable".into()),
         };
         let now = clock.now_millis();

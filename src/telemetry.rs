@@ -5,6 +5,8 @@
 //! the whole WebSocket handshake request, whose query carries the long connection's one-time
 //! credentials (`ticket`, `access_key`).
 
+use std::io::IsTerminal;
+
 use tracing::{Level, Subscriber};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::filter_fn;
@@ -19,17 +21,32 @@ use crate::config::LogFormat;
 const QUIET: &[(&str, Level)] = &[("tungstenite::handshake::client", Level::DEBUG)];
 
 /// Installs the global subscriber once; later calls are ignored (tests start many bots).
+/// Text logs are coloured only when standard output is a terminal: a file, a pipe or a
+/// journal gets plain text.
 pub fn init(format: LogFormat) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,abort_bot=info"));
-    let _ = subscriber(format, filter, std::io::stdout).try_init();
+    let ansi = std::io::stdout().is_terminal();
+    let _ = build(format, filter, std::io::stdout, ansi).try_init();
 }
 
-/// The subscriber [`init`] installs, writing to `writer`.
+/// The subscriber [`init`] installs, writing to `writer` (which is no terminal: no colour).
 pub fn subscriber<W>(
     format: LogFormat,
     filter: EnvFilter,
     writer: W,
+) -> Box<dyn Subscriber + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    build(format, filter, writer, false)
+}
+
+fn build<W>(
+    format: LogFormat,
+    filter: EnvFilter,
+    writer: W,
+    ansi: bool,
 ) -> Box<dyn Subscriber + Send + Sync>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
@@ -40,7 +57,9 @@ where
         })
     });
     let base = tracing_subscriber::registry().with(filter).with(no_secrets);
-    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_ansi(ansi);
     match format {
         LogFormat::Text => Box::new(base.with(layer)),
         LogFormat::Json => Box::new(base.with(layer.json())),

@@ -185,6 +185,7 @@ impl Worker {
                 return;
             }
         };
+        self.report_inbox(&pending);
         let grace = i64::try_from(self.sweep_grace.as_secs()).unwrap_or(i64::MAX);
         let before = self.clock.now_secs().saturating_sub(grace);
         let mut queued = 0_usize;
@@ -200,6 +201,18 @@ impl Worker {
             );
         }
         self.metrics.sweep(queued);
+    }
+
+    /// Sets the inbox gauges from what the sweep has just read anyway, so they cost no
+    /// store call of their own. They move once per sweep; a store call that counts pending
+    /// events and finds the oldest without reading them should feed them instead.
+    fn report_inbox(&self, pending: &[InboxItem]) {
+        let now = self.clock.now_secs();
+        let oldest = pending.iter().map(|i| i.received_at).min().unwrap_or(now);
+        self.metrics.set_inbox(
+            u64::try_from(pending.len()).unwrap_or(u64::MAX),
+            u64::try_from(now.saturating_sub(oldest)).unwrap_or(0),
+        );
     }
 
     async fn process(&self, item: InboxItem, requeue: Queue) {
@@ -219,9 +232,13 @@ impl Worker {
             self.finish(item.id, Finish::Failed, &requeue).await;
             return;
         };
-        let span =
-            tracing::info_span!("message", message_id = %msg.message_id, chat_id = %msg.chat_id);
-        match self.chat.handle(&msg).instrument(span).await {
+        let span = crate::ingest::event_span(&msg);
+        self.handle(item, msg, requeue).instrument(span).await;
+    }
+
+    /// Runs one readable message, inside its event's span.
+    async fn handle(&self, item: InboxItem, msg: ReceivedMessage, requeue: Queue) {
+        match self.chat.handle(&msg).await {
             Ok(Some(answer)) => {
                 let key = format!("message:{}", msg.message_id);
                 if let Err(e) = self.outbox.finish_with(item.id, key, &answer).await {

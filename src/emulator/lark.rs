@@ -150,6 +150,8 @@ pub struct LarkState {
     pub bot_open_id: String,
     pub token_lifetime: u64,
     tokens: Vec<String>,
+    /// Every tenant token ever handed out, expired ones included.
+    issued: Vec<String>,
     pub users: Vec<User>,
     pub messages: BTreeMap<String, Message>,
     uuids: HashMap<String, String>,
@@ -192,6 +194,7 @@ impl LarkEmulator {
                 bot_open_id: bot_open_id.to_owned(),
                 token_lifetime: 7200,
                 tokens: Vec::new(),
+                issued: Vec::new(),
                 users: Vec::new(),
                 messages: BTreeMap::new(),
                 uuids: HashMap::new(),
@@ -299,6 +302,16 @@ impl LarkEmulator {
 
     pub fn add_user(&self, user: User) {
         self.state().users.push(user);
+    }
+
+    /// Every token Lark handed out: tenant tokens (expired ones too) and the delayed-update
+    /// tokens of clicks (used or not).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        let s = self.state();
+        let mut all = s.issued.clone();
+        all.extend(s.card_tokens.keys().cloned());
+        all.extend(s.card_token_uses.keys().cloned());
+        all
     }
 
     /// Issues a fresh `c-…` delayed-update token for a click on `message_id`, as Lark does
@@ -498,6 +511,7 @@ fn emu_answer(
         }
         let token = format!("t-emulated-{}", s.requests.len());
         s.tokens.push(token.clone());
+        s.issued.push(token.clone());
         let extra = json!({"tenant_access_token": token, "expire": s.token_lifetime});
         return (answer(200, 0, "ok", extra), None);
     }

@@ -94,6 +94,8 @@ pub struct ProjectState {
     /// Lifetime of issued tokens (seconds).
     pub token_lifetime: u64,
     tokens: Vec<String>,
+    /// Every plugin token ever handed out, expired ones included.
+    issued: Vec<String>,
     pub users: Vec<User>,
     pub spaces: Vec<Space>,
     pub items: BTreeMap<u64, Item>,
@@ -128,6 +130,7 @@ impl ProjectEmulator {
                 plugin_secret: plugin_secret.to_owned(),
                 token_lifetime: 7200,
                 tokens: Vec::new(),
+                issued: Vec::new(),
                 users: Vec::new(),
                 spaces: Vec::new(),
                 items: BTreeMap::new(),
@@ -166,6 +169,11 @@ impl ProjectEmulator {
 
     pub fn push_fault(&self, endpoint: Endpoint, fault: Fault) {
         self.state().faults.push_back((endpoint, fault));
+    }
+
+    /// Every plugin token handed out, expired ones included.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.state().issued.clone()
     }
 
     /// Expires every issued token, as if two hours had passed.
@@ -566,6 +574,7 @@ impl ProjectEmulator {
             }
             let token = format!("p-emulated-{}", s.tokens.len() + s.requests.len());
             s.tokens.push(token.clone());
+            s.issued.push(token.clone());
             return (
                 StatusCode::OK,
                 axum::Json(json!({"data": {"token": token, "expire_time": s.token_lifetime}, "error": {"code": 0, "msg": ""}})),

@@ -29,7 +29,7 @@ use url::Url;
 
 use crate::circuit::{Circuit, CircuitConfig, CircuitOpen, Verdict};
 use crate::clock::SharedClock;
-use crate::metrics::{Metrics, UpstreamCall};
+use crate::metrics::{CacheName, Metrics, UpstreamCall, UpstreamOutcome};
 use crate::retry::RetryPolicy;
 use crate::token::TokenCache;
 
@@ -111,6 +111,28 @@ impl LarkError {
         }
     }
 
+    /// The call's outcome class, for the latency histogram.
+    fn outcome(&self) -> UpstreamOutcome {
+        match self {
+            LarkError::RateLimited { .. } => UpstreamOutcome::RateLimited,
+            LarkError::Api { code, status, .. } => {
+                if *status == 429 || RETRYABLE.contains(code) {
+                    UpstreamOutcome::RateLimited
+                } else if *status >= 500 {
+                    UpstreamOutcome::ServerError
+                } else {
+                    UpstreamOutcome::Refused
+                }
+            }
+            LarkError::Malformed { status } if *status == 429 => UpstreamOutcome::RateLimited,
+            LarkError::Malformed { status } if *status >= 500 => UpstreamOutcome::ServerError,
+            LarkError::Malformed { .. } => UpstreamOutcome::Malformed,
+            LarkError::Transport(_) | LarkError::Timeout | LarkError::Unavailable(_) => {
+                UpstreamOutcome::NoAnswer
+            }
+        }
+    }
+
     fn from_reqwest(e: &reqwest::Error) -> Self {
         if e.is_timeout() {
             LarkError::Timeout
@@ -120,6 +142,34 @@ impl LarkError {
             LarkError::Transport("request failed")
         }
     }
+}
+
+/// Lark's answer to one call: its `data`-bearing body when `code` is 0, else the error it says.
+fn read_answer(status: u16, bytes: &[u8], reset: Option<Duration>) -> Result<Value, LarkError> {
+    let answer: Value =
+        serde_json::from_slice(bytes).map_err(|_| LarkError::Malformed { status })?;
+    let code = answer.get("code").and_then(Value::as_i64).unwrap_or(-1);
+    if code != 0 {
+        let msg = answer
+            .get("msg")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let rate_limited = status == 429 || RETRYABLE.contains(&code);
+        return Err(match reset.filter(|_| rate_limited) {
+            Some(retry_after) => LarkError::RateLimited {
+                code,
+                msg,
+                status,
+                retry_after,
+            },
+            None => LarkError::Api { code, msg, status },
+        });
+    }
+    if status >= 400 {
+        return Err(LarkError::Malformed { status });
+    }
+    Ok(answer)
 }
 
 /// What the contact API tells about a user.
@@ -236,9 +286,11 @@ impl LarkClient {
 
     /// The pacing key of an update to a message: its chat when known, else the message.
     async fn chat_of(&self, message_id: &str) -> String {
-        self.chats
-            .get(message_id)
-            .await
+        self.metrics
+            .cached(
+                CacheName::LarkMessageChats,
+                self.chats.get(message_id).await,
+            )
             .unwrap_or_else(|| format!("message:{message_id}"))
     }
 
@@ -262,15 +314,15 @@ impl LarkClient {
             req = req.json(body);
         }
         let started = Instant::now();
-        let mut reset = None;
-        let result = match req.send().await {
+        let mut status = 0;
+        let answer = match req.send().await {
             Ok(resp) => {
-                let status = resp.status().as_u16();
-                reset = ratelimit_reset(resp.headers());
-                resp.bytes()
-                    .await
-                    .map(|b| (status, b))
-                    .map_err(|e| LarkError::from_reqwest(&e))
+                status = resp.status().as_u16();
+                let reset = ratelimit_reset(resp.headers());
+                match resp.bytes().await {
+                    Ok(bytes) => read_answer(status, &bytes, reset),
+                    Err(e) => Err(LarkError::from_reqwest(&e)),
+                }
             }
             Err(e) => Err(LarkError::from_reqwest(&e)),
         };
@@ -280,35 +332,15 @@ impl LarkClient {
                 service: "lark",
                 method: method_name(&method),
                 path: path.split('?').next().unwrap_or(path).to_owned(),
-                status: result.as_ref().map(|(s, _)| *s).unwrap_or(0),
+                status,
                 latency: started.elapsed(),
+                outcome: match &answer {
+                    Ok(_) => UpstreamOutcome::Ok,
+                    Err(e) => e.outcome(),
+                },
             },
         );
-        let (status, bytes) = result?;
-        let answer: Value =
-            serde_json::from_slice(&bytes).map_err(|_| LarkError::Malformed { status })?;
-        let code = answer.get("code").and_then(Value::as_i64).unwrap_or(-1);
-        if code != 0 {
-            let msg = answer
-                .get("msg")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            let rate_limited = status == 429 || RETRYABLE.contains(&code);
-            return Err(match reset.filter(|_| rate_limited) {
-                Some(retry_after) => LarkError::RateLimited {
-                    code,
-                    msg,
-                    status,
-                    retry_after,
-                },
-                None => LarkError::Api { code, msg, status },
-            });
-        }
-        if status >= 400 {
-            return Err(LarkError::Malformed { status });
-        }
-        Ok(answer)
+        answer
     }
 
     /// The tenant_access_token, fetched when missing or about to expire.
@@ -334,6 +366,7 @@ impl LarkClient {
                     .filter(|t| !t.is_empty())
                     .ok_or(LarkError::Malformed { status: 200 })?;
                 let expire = answer.get("expire").and_then(Value::as_u64).unwrap_or(7200);
+                self.metrics.token_refreshed("lark");
                 Ok((token.to_owned(), Duration::from_secs(expire)))
             })
             .await
@@ -532,7 +565,10 @@ impl LarkClient {
 
     /// union_id and enterprise email of a user by open_id (cached).
     pub async fn contact(&self, open_id: &str) -> Result<Contact, LarkError> {
-        if let Some(c) = self.contacts.get(open_id).await {
+        if let Some(c) = self
+            .metrics
+            .cached(CacheName::LarkContacts, self.contacts.get(open_id).await)
+        {
             return Ok(c);
         }
         let answer = self
@@ -596,6 +632,38 @@ fn method_name(m: &Method) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_answer_is_classed_for_the_latency_histogram() {
+        let api = |code, status| LarkError::Api {
+            code,
+            msg: String::new(),
+            status,
+        };
+        let cases = [
+            (api(230_002, 400), UpstreamOutcome::Refused),
+            (api(230_020, 400), UpstreamOutcome::RateLimited),
+            (api(99_991_400, 200), UpstreamOutcome::RateLimited),
+            (api(0, 429), UpstreamOutcome::RateLimited),
+            (api(1, 503), UpstreamOutcome::ServerError),
+            (
+                LarkError::Malformed { status: 502 },
+                UpstreamOutcome::ServerError,
+            ),
+            (
+                LarkError::Malformed { status: 200 },
+                UpstreamOutcome::Malformed,
+            ),
+            (LarkError::Timeout, UpstreamOutcome::NoAnswer),
+            (
+                LarkError::Transport("connection failed"),
+                UpstreamOutcome::NoAnswer,
+            ),
+        ];
+        for (error, outcome) in cases {
+            assert_eq!(error.outcome(), outcome, "{error}");
+        }
+    }
 
     fn limited(secs: u64) -> LarkError {
         LarkError::RateLimited {

@@ -47,6 +47,9 @@ pub struct Mention {
 /// A received message, reduced to what a command needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReceivedMessage {
+    /// The envelope's `header.event_id` (for logs; empty when stored by an older version).
+    #[serde(default)]
+    pub event_id: String,
     pub message_id: String,
     pub chat_id: String,
     pub chat_type: ChatType,
@@ -92,6 +95,9 @@ impl ReceivedMessage {
             })
             .unwrap_or_default();
         Ok(Self {
+            event_id: str_at(body, "/header/event_id")
+                .unwrap_or_default()
+                .to_owned(),
             message_id,
             chat_id,
             chat_type,

@@ -30,7 +30,7 @@ use super::model::{SimpleField, Space, WorkItem, WorkItemType};
 use crate::circuit::{Circuit, CircuitConfig, CircuitOpen, Verdict};
 use crate::clock::SharedClock;
 use crate::domain::{Action, ReasonChoice, ReasonOption};
-use crate::metrics::{Metrics, UpstreamCall};
+use crate::metrics::{CacheName, Metrics, UpstreamCall, UpstreamOutcome};
 use crate::retry::RetryPolicy;
 use crate::token::TokenCache;
 
@@ -115,6 +115,28 @@ impl ProjectError {
         }
     }
 
+    /// The call's outcome class, for the latency histogram (10429: rate limited, 50006:
+    /// overloaded).
+    fn outcome(&self) -> UpstreamOutcome {
+        match self {
+            ProjectError::Api { code: 10429, .. } => UpstreamOutcome::RateLimited,
+            ProjectError::Api { status: 429, .. } | ProjectError::Malformed { status: 429 } => {
+                UpstreamOutcome::RateLimited
+            }
+            ProjectError::Api { code: 50006, .. } => UpstreamOutcome::ServerError,
+            ProjectError::Api { status, .. } | ProjectError::Malformed { status }
+                if *status >= 500 =>
+            {
+                UpstreamOutcome::ServerError
+            }
+            ProjectError::Api { .. } => UpstreamOutcome::Refused,
+            ProjectError::Malformed { .. } => UpstreamOutcome::Malformed,
+            ProjectError::Transport(_) | ProjectError::Timeout | ProjectError::Unavailable(_) => {
+                UpstreamOutcome::NoAnswer
+            }
+        }
+    }
+
     fn from_reqwest(e: &reqwest::Error) -> Self {
         if e.is_timeout() {
             ProjectError::Timeout
@@ -169,6 +191,40 @@ pub struct ProjectClient {
     limiter: DefaultKeyedRateLimiter<&'static str>,
     /// Opens when calls keep failing after their retries.
     circuit: Circuit,
+}
+
+/// The plugin token and its lifetime, from the answer to `/open_api/authen/plugin_token`.
+fn read_token_answer(status: u16, bytes: &[u8]) -> Result<(String, Duration), ProjectError> {
+    let answer: TokenAnswer =
+        serde_json::from_slice(bytes).map_err(|_| ProjectError::Malformed { status })?;
+    match (answer.error, answer.data) {
+        (Some(e), _) if e.code != 0 => Err(ProjectError::Api {
+            code: e.code,
+            msg: e.msg,
+            status,
+        }),
+        (_, Some(d)) if !d.token.is_empty() => Ok((d.token, Duration::from_secs(d.expire_time))),
+        _ => Err(ProjectError::Malformed { status }),
+    }
+}
+
+/// The `data` of an answer whose `err_code` is 0, else the error it names.
+fn read_answer(status: u16, bytes: &[u8]) -> Result<Value, ProjectError> {
+    let answer: Value =
+        serde_json::from_slice(bytes).map_err(|_| ProjectError::Malformed { status })?;
+    let code = answer.get("err_code").and_then(Value::as_i64).unwrap_or(0);
+    if code != 0 {
+        let msg = answer
+            .get("err_msg")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        return Err(ProjectError::Api { code, msg, status });
+    }
+    if status >= 400 {
+        return Err(ProjectError::Malformed { status });
+    }
+    Ok(answer.get("data").cloned().unwrap_or(Value::Null))
 }
 
 #[derive(Deserialize)]
@@ -290,32 +346,21 @@ impl ProjectClient {
             }))
             .send()
             .await;
-        let (status, bytes) = self.finish(path, path, "POST", started, sent).await?;
-        let answer: TokenAnswer =
-            serde_json::from_slice(&bytes).map_err(|_| ProjectError::Malformed { status })?;
-        match (answer.error, answer.data) {
-            (Some(e), _) if e.code != 0 => Err(ProjectError::Api {
-                code: e.code,
-                msg: e.msg,
-                status,
-            }),
-            (_, Some(d)) if !d.token.is_empty() => {
-                Ok((d.token, Duration::from_secs(d.expire_time)))
-            }
-            _ => Err(ProjectError::Malformed { status }),
+        let body = Self::read_body(sent).await;
+        let status = body.as_ref().map_or(0, |(s, _)| *s);
+        let answer = body.and_then(|(status, bytes)| read_token_answer(status, &bytes));
+        self.record(path, path, "POST", started, status, &answer);
+        if answer.is_ok() {
+            self.metrics.token_refreshed("feishu_project");
         }
+        answer
     }
 
-    /// Reads the body of an answer, recording the call.
-    async fn finish(
-        &self,
-        endpoint: &'static str,
-        path: &str,
-        method: &'static str,
-        started: Instant,
+    /// Reads the body of an answer.
+    async fn read_body(
         sent: Result<reqwest::Response, reqwest::Error>,
     ) -> Result<(u16, bytes::Bytes), ProjectError> {
-        let result = match sent {
+        match sent {
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 resp.bytes()
@@ -324,18 +369,33 @@ impl ProjectClient {
                     .map_err(|e| ProjectError::from_reqwest(&e))
             }
             Err(e) => Err(ProjectError::from_reqwest(&e)),
-        };
+        }
+    }
+
+    /// Records one call: its HTTP status (0: none) and how it ended.
+    fn record<T>(
+        &self,
+        endpoint: &'static str,
+        path: &str,
+        method: &'static str,
+        started: Instant,
+        status: u16,
+        answer: &Result<T, ProjectError>,
+    ) {
         self.metrics.upstream(
             endpoint,
             UpstreamCall {
                 service: "feishu_project",
                 method,
                 path: path.to_owned(),
-                status: result.as_ref().map(|(s, _)| *s).unwrap_or(0),
+                status,
                 latency: started.elapsed(),
+                outcome: match answer {
+                    Ok(_) => UpstreamOutcome::Ok,
+                    Err(e) => e.outcome(),
+                },
             },
         );
-        result
     }
 
     async fn send_once(&self, token: &str, call: &Call<'_>) -> Result<Value, ProjectError> {
@@ -362,24 +422,11 @@ impl ProjectClient {
         self.pace(call.endpoint).await;
         let started = Instant::now();
         let sent = req.send().await;
-        let (status, bytes) = self
-            .finish(call.endpoint, &call.path, method, started, sent)
-            .await?;
-        let answer: Value =
-            serde_json::from_slice(&bytes).map_err(|_| ProjectError::Malformed { status })?;
-        let code = answer.get("err_code").and_then(Value::as_i64).unwrap_or(0);
-        if code != 0 {
-            let msg = answer
-                .get("err_msg")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            return Err(ProjectError::Api { code, msg, status });
-        }
-        if status >= 400 {
-            return Err(ProjectError::Malformed { status });
-        }
-        Ok(answer.get("data").cloned().unwrap_or(Value::Null))
+        let body = Self::read_body(sent).await;
+        let status = body.as_ref().map_or(0, |(s, _)| *s);
+        let answer = body.and_then(|(status, bytes)| read_answer(status, &bytes));
+        self.record(call.endpoint, &call.path, method, started, status, &answer);
+        answer
     }
 
     /// One logical call: token, one refetch on an invalid token, retries with backoff.
@@ -453,7 +500,10 @@ impl ProjectClient {
         value: &str,
     ) -> Result<Option<String>, ProjectError> {
         let key = format!("{kind}:{value}");
-        if let Some(k) = self.user_keys.get(&key).await {
+        if let Some(k) = self
+            .metrics
+            .cached(CacheName::ProjectUserKeys, self.user_keys.get(&key).await)
+        {
             return Ok(Some(k));
         }
         let result = self
@@ -485,11 +535,11 @@ impl ProjectClient {
     /// A space by project_key or simple_name, as `user_key` sees it; None if no such space is
     /// visible. Cached per person: whether a space can be seen depends on who asks.
     pub async fn space(&self, key: &str, user_key: &str) -> Result<Option<Space>, ProjectError> {
-        if let Some(s) = self
+        let cached = self
             .spaces
             .get(&(user_key.to_owned(), key.to_owned()))
-            .await
-        {
+            .await;
+        if let Some(s) = self.metrics.cached(CacheName::ProjectSpaces, cached) {
             return Ok(Some(s));
         }
         let list = if looks_like_project_key(key) {
@@ -543,7 +593,8 @@ impl ProjectClient {
         user_key: &str,
     ) -> Option<Arc<Vec<ReasonChoice>>> {
         let project_key = &space.project_key;
-        let read = match self.abort_reasons.get(project_key).await {
+        let cached = self.abort_reasons.get(project_key).await;
+        let read = match self.metrics.cached(CacheName::ProjectAbortReasons, cached) {
             Some(choices) => Ok(choices),
             None => {
                 let read = self.read_abort_reasons(project_key, user_key).await;
@@ -625,7 +676,10 @@ impl ProjectClient {
         project_key: &str,
         user_key: &str,
     ) -> Result<Arc<Vec<WorkItemType>>, ProjectError> {
-        if let Some(t) = self.types.get(project_key).await {
+        if let Some(t) = self
+            .metrics
+            .cached(CacheName::ProjectTypes, self.types.get(project_key).await)
+        {
             return Ok(t);
         }
         let data = self
@@ -724,14 +778,19 @@ impl ProjectClient {
     ) -> Result<Option<WorkItem>, ProjectError> {
         let details_key = (user_key.to_owned(), space.project_key.clone(), id);
         if freshness == Freshness::Remembered
-            && let Some(item) = self.items.get(&details_key).await
+            && let Some(item) = self
+                .metrics
+                .cached(CacheName::ProjectItems, self.items.get(&details_key).await)
             && type_hint.is_none_or(|t| t == item.work_item_type_key)
         {
             return Ok(Some(item));
         }
         let type_key = match type_hint {
             Some(t) => Some(t.to_owned()),
-            None => self.item_types.get(&(space.project_key.clone(), id)).await,
+            None => {
+                let cached = self.item_types.get(&(space.project_key.clone(), id)).await;
+                self.metrics.cached(CacheName::ProjectItemTypes, cached)
+            }
         };
         let found = match &type_key {
             Some(t) => self.query_item(&space.project_key, t, id, user_key).await?,

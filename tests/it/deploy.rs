@@ -291,9 +291,9 @@ fn compose_runs_two_replicas_on_a_durable_redis_behind_one_front() {
     assert!(mounted.starts_with("./nginx.conf:"), "{mounted}");
 }
 
-#[test]
-fn the_front_forwards_only_what_lark_calls() {
-    let conf = read("nginx.conf");
+/// The exact paths an nginx configuration forwards to `upstream`; panics unless everything
+/// else answers 404.
+fn proxied_paths(conf: &str, upstream: &str) -> Vec<String> {
     let mut proxied = Vec::new();
     let mut refused_rest = false;
     for block in conf.split("location ").skip(1) {
@@ -301,21 +301,53 @@ fn the_front_forwards_only_what_lark_calls() {
         let body = body.split('}').next().unwrap_or_default();
         let head: Vec<&str> = head.split_whitespace().collect();
         match head.as_slice() {
-            ["=", path] if body.contains("proxy_pass http://abort_bot;") => proxied.push(*path),
+            ["=", path] if body.contains(&format!("proxy_pass {upstream};")) => {
+                proxied.push((*path).to_owned());
+            }
             ["/"] => refused_rest = body.contains("return 404;") && !body.contains("proxy_pass"),
             other => panic!("unexpected location {other:?}"),
         }
     }
-    proxied.sort_unstable();
-    assert_eq!(proxied, ["/healthz", "/lark/cards", "/lark/events"]);
     assert!(
         refused_rest,
         "everything else (/metrics included) answers 404"
+    );
+    proxied.sort_unstable();
+    proxied
+}
+
+#[test]
+fn the_front_forwards_only_what_lark_calls() {
+    let conf = read("nginx.conf");
+    assert_eq!(
+        proxied_paths(&conf, "http://abort_bot"),
+        ["/healthz", "/lark/cards", "/lark/events"]
     );
     assert!(
         conf.contains("server abort-bot:3000 resolve;"),
         "both replicas, re-resolved"
     );
+}
+
+#[test]
+fn under_systemd_the_bot_listens_on_loopback_behind_an_https_front() {
+    let unit = read("abort-bot.service");
+    let listen = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("Environment=ABORT_BOT_LISTEN="))
+        .expect("the unit sets ABORT_BOT_LISTEN");
+    let addr: std::net::SocketAddr = listen.parse().expect("an address");
+    assert!(addr.ip().is_loopback(), "{addr}: /metrics would be public");
+
+    let conf = read("nginx-host.conf");
+    assert_eq!(
+        proxied_paths(&conf, &format!("http://{addr}")),
+        ["/healthz", "/lark/cards", "/lark/events"]
+    );
+    assert!(conf.contains("listen 443 ssl;"), "the public side is HTTPS");
+    for directive in ["ssl_certificate ", "ssl_certificate_key ", "server_name "] {
+        assert!(conf.contains(directive), "{directive}");
+    }
 }
 
 #[test]

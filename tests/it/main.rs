@@ -11,6 +11,7 @@ mod deploy;
 mod interactive;
 mod limits;
 mod listener;
+mod operate;
 mod outbox;
 mod outcomes;
 mod pacing;

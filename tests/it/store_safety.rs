@@ -16,7 +16,7 @@ use super::redis_server::RedisServer;
 const PROCESS_BOUND: Duration = Duration::from_secs(30);
 
 /// An `abort-bot` process with its output collected line by line; killed when dropped.
-struct Bot {
+pub struct Bot {
     child: Child,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
@@ -25,7 +25,7 @@ struct Bot {
 }
 
 /// The variables every run needs; upstream hosts as given (nothing listens on port 9).
-fn base_env(lark: &str, project: &str, store: &str) -> Vec<(&'static str, String)> {
+pub fn base_env(lark: &str, project: &str, store: &str) -> Vec<(&'static str, String)> {
     vec![
         ("LARK_APP_ID", APP_ID.into()),
         ("LARK_APP_SECRET", APP_SECRET.into()),
@@ -61,13 +61,12 @@ fn collect(
 }
 
 impl Bot {
-    fn start(command: &str, env: &[(&'static str, String)]) -> Bot {
+    pub fn start(command: &str, env: &[(&'static str, String)]) -> Bot {
         let mut child = Command::new(env!("CARGO_BIN_EXE_abort-bot"))
             .arg(command)
             .env_clear()
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -83,16 +82,16 @@ impl Bot {
         }
     }
 
-    fn stdout(&self) -> Vec<String> {
+    pub fn stdout(&self) -> Vec<String> {
         self.stdout.lock().expect("output lock").clone()
     }
 
-    fn stderr(&self) -> Vec<String> {
+    pub fn stderr(&self) -> Vec<String> {
         self.stderr.lock().expect("output lock").clone()
     }
 
     /// Waits for the "listening" log line and returns the address in it.
-    fn listening(&mut self) -> SocketAddr {
+    pub fn listening(&mut self) -> SocketAddr {
         let deadline = Instant::now() + PROCESS_BOUND;
         loop {
             let found = self.stdout().iter().find_map(|l| {
@@ -122,7 +121,7 @@ impl Bot {
     }
 
     /// Waits for the process to exit on its own.
-    fn exited(&mut self) -> ExitStatus {
+    pub fn exited(&mut self) -> ExitStatus {
         let deadline = Instant::now() + PROCESS_BOUND;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait for abort-bot") {

@@ -155,6 +155,17 @@ pub enum LinkState {
     Stopped,
 }
 
+impl LinkState {
+    /// Its value as stored and as the `long_connection_state` gauge shows it.
+    pub fn gauge(self) -> i64 {
+        match self {
+            LinkState::Connecting => 0,
+            LinkState::Open => 1,
+            LinkState::Stopped => 2,
+        }
+    }
+}
+
 /// The long connection's [`LinkState`], shared with `/readyz`: in websocket mode no event
 /// arrives unless it is open. Cheap to clone.
 #[derive(Debug, Clone, Default)]
@@ -170,11 +181,7 @@ impl LinkStatus {
     }
 
     fn set(&self, state: LinkState) {
-        let v = match state {
-            LinkState::Connecting => 0,
-            LinkState::Open => 1,
-            LinkState::Stopped => 2,
-        };
+        let v = u8::try_from(state.gauge()).unwrap_or(0);
         self.0.store(v, Ordering::Release);
     }
 }
@@ -214,10 +221,17 @@ impl<H: EventHandler> LongConnection<H> {
         let metrics = self.metrics.clone();
         let result = self.reconnect_loop(shutdown).await;
         status.set(LinkState::Stopped);
+        metrics.long_connection_state(LinkState::Stopped.gauge());
         if let Err(e) = &result {
             metrics.long_connection_stopped(e.stop_reason());
         }
         result
+    }
+
+    /// Tells `/readyz` and the `long_connection_state` gauge.
+    fn set_state(&self, state: LinkState) {
+        self.status.set(state);
+        self.metrics.long_connection_state(state.gauge());
     }
 
     async fn reconnect_loop(self, mut shutdown: watch::Receiver<bool>) -> Result<(), WsError> {
@@ -242,7 +256,7 @@ impl<H: EventHandler> LongConnection<H> {
             match connected {
                 Ok((socket, endpoint)) => {
                     failures = 0;
-                    self.status.set(LinkState::Open);
+                    self.set_state(LinkState::Open);
                     tracing::info!(host = endpoint.host(), device_id = %endpoint.device_id, service_id = endpoint.service_id, "long connection open");
                     let (sink, stream) = socket.split();
                     let end = run_session(
@@ -255,7 +269,7 @@ impl<H: EventHandler> LongConnection<H> {
                         &mut shutdown,
                     )
                     .await;
-                    self.status.set(LinkState::Connecting);
+                    self.set_state(LinkState::Connecting);
                     match end {
                         SessionEnd::Shutdown => {
                             tracing::info!(device_id = %endpoint.device_id, "long connection closed for shutdown");
