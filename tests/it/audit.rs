@@ -848,3 +848,71 @@ async fn the_audit_command_needs_no_secrets_and_says_what_is_wrong() {
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert_eq!(out.stdout, format!("\u{feff}{}\n", KEYS.join(",")));
 }
+
+/// Polls the audit trail (bounded, 10 s) until it holds `n` lines; returns them.
+async fn audit_lines(store: &Store, n: usize) -> Vec<AuditRecord> {
+    let mut last = Vec::new();
+    for _ in 0..500 {
+        last = store.audit_page(everything()).await.expect("audit page");
+        if last.len() >= n {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("not {n} audit lines within 10 s: {last:?}");
+}
+
+#[tokio::test]
+async fn a_click_refused_for_its_clicker_and_a_slow_click_are_both_recorded() {
+    let app = spawn_app().await;
+    let (message_id, _) = app.say_for_card(ALICE, Chat::Group, "/abort 12345").await;
+    // Carol may not see the item: the card stays usable, and her try is recorded.
+    let carol = ClickOn::button(&app, CAROL, &message_id, "go")
+        .form(json!({"option": "repeat", "reason": ""}));
+    let clicked = app.click(&carol).await;
+    assert!(clicked.card().is_none(), "{}", clicked.body);
+    // Bob's click outlasts the answer: the result comes later, with its line.
+    app.project
+        .push_fault(Endpoint::Abort, Fault::Delay(Duration::from_millis(3000)));
+    step(&app, 1);
+    let bob = ClickOn::button(&app, BOB, &message_id, "go")
+        .form(json!({"option": "repeat", "reason": "dup"}));
+    let clicked = app.click(&bob).await;
+    assert!(
+        clicked.toast_en().contains("Working on it"),
+        "{}",
+        clicked.body
+    );
+    let store = app.open_store().await;
+    let lines = audit_lines(&store, 2).await;
+    let got: Vec<(&str, &str, &str, Option<i64>, &str)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l.source_id.as_str(),
+                l.actor_open_id.as_str(),
+                l.outcome.as_str(),
+                l.code,
+                l.source.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                carol.event_id.as_str(),
+                CAROL.open_id,
+                "no_permission",
+                None,
+                "click"
+            ),
+            (bob.event_id.as_str(), BOB.open_id, "done", Some(0), "click"),
+        ]
+    );
+    assert_eq!(lines[1].chat_id.as_deref(), Some(GROUP_CHAT));
+    assert_eq!(lines[1].reason, "dup");
+    assert!(app.project.item(12345).expect("item").aborted);
+    app.settled().await;
+    assert_eq!(store.audit_page(everything()).await.expect("page").len(), 2);
+}
