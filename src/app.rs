@@ -222,6 +222,7 @@ impl App {
             }),
             clock: o.clock,
             retention: settings.dedup_retention,
+            audit_retention: settings.audit_retention,
             sweep_every: o.sweep_every,
             sweep_grace: o.sweep_grace,
             metrics: clients.metrics,

@@ -1,7 +1,8 @@
 //! What the bot does with one chat message: decide whether it is addressed, parse the command,
 //! check it against the limits, run it through the service, and make the card that answers it
 //! in the same place (thread included). That card is not sent here: it is the [`Delivery`]
-//! the worker stores in the outbox with the event's end. Work that outlasts the budget gets
+//! the worker stores in the outbox with the event's end, together with the audit lines of
+//! what the command did. Work that outlasts the budget gets
 //! an "in progress" reply at once; the result then replaces that card.
 
 use std::future::Future;
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::audit::{self, Origin, Source};
 use crate::card_value::{CardStamp, Signer};
 use crate::command::{self, ActCommand, Command, OptionChoice};
 use crate::domain::{ReasonMenu, ReasonOption};
@@ -17,7 +19,25 @@ use crate::lark::client::LarkError;
 use crate::lark::message::{ChatType, ReceivedMessage};
 use crate::outbox::Delivery;
 use crate::service::{ActRequest, Outcome, Service, reply_uuid};
+use crate::store::AuditRecord;
 use crate::views::{self, BatchRequest};
+
+/// What a message is answered with: the card, and the audit lines of the decisions it made
+/// (none for help, a picker or a batch confirmation), stored together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub delivery: Delivery,
+    pub audit: Vec<AuditRecord>,
+}
+
+impl Answer {
+    fn card_only(delivery: Delivery) -> Answer {
+        Answer {
+            delivery,
+            audit: Vec::new(),
+        }
+    }
+}
 
 pub struct Chat {
     pub service: Arc<Service>,
@@ -48,7 +68,7 @@ impl HandleError {
 impl Chat {
     /// Handles one message: the card that answers it, or None when it was not meant for the
     /// bot.
-    pub async fn handle(&self, msg: &ReceivedMessage) -> Result<Option<Delivery>, HandleError> {
+    pub async fn handle(&self, msg: &ReceivedMessage) -> Result<Option<Answer>, HandleError> {
         let service = &self.service;
         if msg.chat_type == ChatType::Group {
             let bot = service
@@ -67,29 +87,30 @@ impl Chat {
             .as_deref()
             .map(|t| command::parse(t, &service.web_url));
         let metrics = &service.metrics;
-        let delivery = match parsed {
+        let answer = match parsed {
             None => {
                 metrics.command("unparsed", "answered");
                 let card = views::help(Some(&command::ParseError::NotACommand));
-                reply(msg, card)
+                Answer::card_only(reply(msg, card))
             }
             Some(Err(e)) => {
                 metrics.command("unparsed", "answered");
-                reply(msg, views::help(Some(&e)))
+                Answer::card_only(reply(msg, views::help(Some(&e))))
             }
             Some(Ok(Command::Help)) => {
                 metrics.command("help", "answered");
-                reply(msg, views::help(None))
+                Answer::card_only(reply(msg, views::help(None)))
             }
             Some(Ok(Command::Bind { space })) => {
                 if let Err(refusal) = service.admit(actor, 0, "") {
                     metrics.command("bind", "refused");
-                    return Ok(Some(reply(msg, views::refused(&refusal, open_id))));
+                    let card = views::refused(&refusal, open_id);
+                    return Ok(Some(Answer::card_only(reply(msg, card))));
                 }
                 metrics.command("bind", "answered");
                 let work = async {
                     let result = service.bind(&msg.chat_id, &space, actor).await;
-                    views::bound(&result, &space, open_id)
+                    (views::bound(&result, &space, open_id), Vec::new())
                 };
                 self.answer(msg, work, views::progress_lookup()).await
             }
@@ -101,7 +122,8 @@ impl Chat {
                 };
                 if let Err(refusal) = service.admit(actor, cmd.refs.len(), reason) {
                     metrics.command(cmd.action.key(), "refused");
-                    return Ok(Some(reply(msg, views::refused(&refusal, open_id))));
+                    let card = views::refused(&refusal, open_id);
+                    return Ok(Some(Answer::card_only(reply(msg, card))));
                 }
                 metrics.command(cmd.action.key(), "answered");
                 record_items(&cmd.refs);
@@ -116,11 +138,11 @@ impl Chat {
                 self.answer(msg, self.act(msg, &cmd), progress).await
             }
         };
-        Ok(Some(delivery))
+        Ok(Some(answer))
     }
 
-    /// The card an abort or restore command answers with.
-    async fn act(&self, msg: &ReceivedMessage, cmd: &ActCommand) -> Value {
+    /// The card an abort or restore command answers with, and the audit lines of what it did.
+    async fn act(&self, msg: &ReceivedMessage, cmd: &ActCommand) -> (Value, Vec<AuditRecord>) {
         let service = &self.service;
         let actor = &msg.sender;
         let web_url = &service.web_url;
@@ -136,7 +158,7 @@ impl Chat {
             OptionChoice::Chosen { option, reason } if cmd.refs.len() > self.batch_confirm => {
                 let refs = service.with_spaces(&cmd.refs, chat_id).await;
                 let names = service.names(&cmd.refs, chat_id, &user_key).await;
-                views::confirm_batch(
+                let card = views::confirm_batch(
                     &BatchRequest {
                         action: cmd.action,
                         option: option.clone(),
@@ -148,7 +170,8 @@ impl Chat {
                         limit: self.batch_confirm,
                     },
                     &stamp,
-                )
+                );
+                (card, Vec::new())
             }
             OptionChoice::Chosen { option, reason } => {
                 let report = service
@@ -165,7 +188,21 @@ impl Chat {
                         user_key,
                     )
                     .await;
-                views::act_report(&report, web_url, &stamp)
+                let actor_name = match &actor.open_id {
+                    Some(open_id) => service.lark.known_name(open_id).await,
+                    None => None,
+                };
+                let audit = audit::lines(
+                    &report,
+                    &Origin {
+                        source: Source::Message,
+                        source_id: &msg.message_id,
+                        chat_id: Some(&msg.chat_id),
+                        actor_name: actor_name.as_deref(),
+                        at_ms: service.clock.now_millis(),
+                    },
+                );
+                (views::act_report(&report, web_url, &stamp), audit)
             }
             OptionChoice::Missing { reason } => {
                 let ask = Ask {
@@ -174,7 +211,7 @@ impl Chat {
                     did_you_mean: None,
                     reason,
                 };
-                self.picker(msg, cmd, ask, &stamp).await
+                (self.picker(msg, cmd, ask, &stamp).await, Vec::new())
             }
             OptionChoice::DidYouMean {
                 typed,
@@ -187,7 +224,7 @@ impl Chat {
                     did_you_mean: Some((typed.as_str(), suggestion)),
                     reason,
                 };
-                self.picker(msg, cmd, ask, &stamp).await
+                (self.picker(msg, cmd, ask, &stamp).await, Vec::new())
             }
         }
     }
@@ -198,9 +235,9 @@ impl Chat {
     async fn answer(
         &self,
         msg: &ReceivedMessage,
-        work: impl Future<Output = Value>,
+        work: impl Future<Output = (Value, Vec<AuditRecord>)>,
         progress: Value,
-    ) -> Delivery {
+    ) -> Answer {
         let service = &self.service;
         let earlier = match service.store.reply_of(msg.message_id.clone()).await {
             Ok(earlier) => earlier,
@@ -211,12 +248,14 @@ impl Chat {
             }
         };
         if let Some(message_id) = earlier {
-            let card = work.await;
-            return Delivery::Patch { message_id, card };
+            let (card, audit) = work.await;
+            let delivery = Delivery::Patch { message_id, card };
+            return Answer { delivery, audit };
         }
         let mut work = std::pin::pin!(work);
-        if let Ok(card) = tokio::time::timeout(self.budget, &mut work).await {
-            return reply(msg, card);
+        if let Ok((card, audit)) = tokio::time::timeout(self.budget, &mut work).await {
+            let delivery = reply(msg, card);
+            return Answer { delivery, audit };
         }
         let in_thread = msg.thread_id.is_some();
         let uuid = reply_uuid(&msg.message_id);
@@ -230,8 +269,9 @@ impl Chat {
                 // The result goes as the reply instead. If this one landed though its answer
                 // was lost, Lark names it for the same uuid, and that card is PATCHed.
                 tracing::warn!(error = %e, "cannot send the in-progress card; the result replies instead");
-                let card = work.await;
-                return reply_then_patch(msg, card, true);
+                let (card, audit) = work.await;
+                let delivery = reply_then_patch(msg, card, true);
+                return Answer { delivery, audit };
             }
         };
         let stored = service
@@ -246,11 +286,12 @@ impl Chat {
             // A re-run then replies again with the same uuid, which Lark drops.
             tracing::error!(error = %e, "cannot store the in-progress card's id");
         }
-        let card = work.await;
-        Delivery::Patch {
+        let (card, audit) = work.await;
+        let delivery = Delivery::Patch {
             message_id: card_id,
             card,
-        }
+        };
+        Answer { delivery, audit }
     }
 
     /// The interactive picker: the items looked up as the sender, the options to choose from.

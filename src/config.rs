@@ -41,6 +41,7 @@ pub const VARIABLES: &[&str] = &[
     "ABORT_BOT_REDIS_WAIT_TIMEOUT",
     "ABORT_BOT_MAX_CONNECTIONS",
     "ABORT_BOT_REPLY_RETRY",
+    "ABORT_BOT_AUDIT_RETENTION",
 ];
 
 /// The longest `ABORT_BOT_REDIS_WAIT_TIMEOUT`: Lark gives up on a delivery after 3 s, and the
@@ -116,6 +117,8 @@ pub struct Settings {
     pub max_connections: usize,
     /// How long a reply or card update that failed for a passing reason is retried.
     pub reply_retry: Duration,
+    /// How long audit lines are kept.
+    pub audit_retention: Duration,
 }
 
 impl fmt::Debug for Settings {
@@ -139,6 +142,7 @@ impl fmt::Debug for Settings {
             .field("redis_wait", &self.redis_wait)
             .field("max_connections", &self.max_connections)
             .field("reply_retry", &self.reply_retry)
+            .field("audit_retention", &self.audit_retention)
             .finish_non_exhaustive()
     }
 }
@@ -406,6 +410,25 @@ impl Reader<'_> {
         }
     }
 
+    /// A duration of at least 1m, `default` when unset.
+    fn duration(&mut self, name: &'static str, default_raw: &str, default: Duration) -> Duration {
+        let raw = self
+            .optional(name)
+            .unwrap_or_else(|| default_raw.to_owned());
+        match parse_duration(&raw) {
+            Some(d) if d >= Duration::from_secs(60) => d,
+            _ => {
+                self.problem(
+                    name,
+                    format!(
+                        "malformed: `{raw}` is not a duration of at least 1m such as {default_raw}"
+                    ),
+                );
+                default
+            }
+        }
+    }
+
     fn url(&mut self, name: &'static str, default: &str) -> Url {
         let raw = self.sources.get(name).unwrap_or(default);
         match Url::parse(raw) {
@@ -521,6 +544,11 @@ impl Settings {
                 Duration::from_secs(24 * 3600)
             }
         };
+        let audit_retention = r.duration(
+            "ABORT_BOT_AUDIT_RETENTION",
+            "400d",
+            Duration::from_secs(400 * 24 * 3600),
+        );
         let reply_retry_raw = r
             .optional("ABORT_BOT_REPLY_RETRY")
             .unwrap_or_else(|| "24h".into());
@@ -605,6 +633,7 @@ impl Settings {
             store,
             dedup_retention,
             reply_retry,
+            audit_retention,
             mode,
             card_secret,
             batch_confirm,
@@ -614,6 +643,25 @@ impl Settings {
             redis_wait,
             max_connections,
         })
+    }
+}
+
+/// `ABORT_BOT_STORE` alone: all that `abort-bot audit` needs (it reads no secrets).
+pub fn store_from_sources(sources: &Sources) -> Result<StoreUrl, ConfigError> {
+    let mut problems = sources.problems.clone();
+    let raw = sources
+        .get("ABORT_BOT_STORE")
+        .unwrap_or("sqlite://abort-bot.db");
+    match parse_store(raw) {
+        Ok(store) if problems.is_empty() => Ok(store),
+        Ok(_) => Err(ConfigError { problems }),
+        Err(message) => {
+            problems.push(Problem {
+                variable: "ABORT_BOT_STORE",
+                message,
+            });
+            Err(ConfigError { problems })
+        }
     }
 }
 
@@ -726,7 +774,31 @@ mod tests {
         assert_eq!(s.max_items, 50);
         assert_eq!(s.user_rate, 20);
         assert_eq!(s.reply_retry, Duration::from_secs(86_400));
+        assert_eq!(s.audit_retention, Duration::from_secs(400 * 86_400));
         assert!(s.lark.encrypt_key.is_none());
+    }
+
+    #[test]
+    fn the_audit_command_needs_only_the_store() {
+        let mut src = Sources::default();
+        assert_eq!(
+            store_from_sources(&src),
+            Ok(StoreUrl::Sqlite(PathBuf::from("abort-bot.db")))
+        );
+        src.set("ABORT_BOT_STORE", "sqlite:///var/lib/abort-bot/bot.db");
+        assert_eq!(
+            store_from_sources(&src),
+            Ok(StoreUrl::Sqlite(PathBuf::from("/var/lib/abort-bot/bot.db")))
+        );
+        src.set("ABORT_BOT_STORE", "postgres://u:pw@h/db");
+        let text = store_from_sources(&src)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            text.contains("ABORT_BOT_STORE") && !text.contains("pw"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -747,10 +819,11 @@ mod tests {
             .set("ABORT_BOT_MAX_CONNECTIONS", "0")
             .set("ABORT_BOT_MAX_ITEMS", "many")
             .set("ABORT_BOT_USER_RATE", "-3")
-            .set("ABORT_BOT_REPLY_RETRY", "soon");
+            .set("ABORT_BOT_REPLY_RETRY", "soon")
+            .set("ABORT_BOT_AUDIT_RETENTION", "a year");
         let err = Settings::from_sources(&src).err().map(|e| e.to_string());
         let text = err.unwrap_or_default();
-        assert_eq!(text.lines().count(), 8, "{text}");
+        assert_eq!(text.lines().count(), 9, "{text}");
         for name in [
             "ABORT_BOT_LISTEN",
             "ABORT_BOT_DEDUP_RETENTION",
@@ -760,6 +833,7 @@ mod tests {
             "ABORT_BOT_MAX_ITEMS",
             "ABORT_BOT_USER_RATE",
             "ABORT_BOT_REPLY_RETRY",
+            "ABORT_BOT_AUDIT_RETENTION",
         ] {
             assert!(text.contains(name), "{name} missing in {text}");
         }

@@ -22,13 +22,14 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::audit::{self, Origin, Source};
 use crate::card_value::{ButtonValue, CardStamp, Kind, Signer};
 use crate::cards::Vars;
 use crate::domain::ReasonOption;
 use crate::lark::card_action::{CallbackAnswer, CardClick, Toast};
 use crate::outbox::{CARD_TOKEN_VALID, Delivery, Outbox};
 use crate::service::{ActReport, ActRequest, Outcome, Service, reply_uuid};
-use crate::store::{CardClaim, Claim, ClaimRequest};
+use crate::store::{AuditRecord, CardClaim, Claim, ClaimRequest};
 use crate::views;
 
 /// JSON 2.0 cards can be used for 14 days after they were sent.
@@ -150,40 +151,52 @@ impl Interact {
         let service = self.service.clone();
         let signer = self.signer.clone();
         let claim = claim_request(click, &value, service.clock.now_secs());
-        let mut work = tokio::spawn(
-            async move {
-                // Who the clicker is, before the card's one action is taken: someone Feishu
-                // Project does not know leaves the card to the others.
-                let user_key = match service.user_key(&req.actor).await {
-                    Ok(k) => k,
-                    Err(outcome) => return Step::Personal(outcome),
-                };
-                let (nonce, click_id) = (claim.nonce.clone(), claim.click_id.clone());
-                match service.store.claim_card(claim).await {
-                    Ok(Claim::Granted) => {}
-                    Ok(Claim::Held(held)) => return Step::Held(held),
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot claim a card; nothing done");
-                        return Step::Failed;
-                    }
-                }
-                let report = service.act_as(&req, Ok(user_key)).await;
-                if let Some(outcome) = personal(&report) {
-                    // Nothing changed, and only because of who clicked: the card is theirs no more.
-                    if let Err(e) = service.store.release_card(nonce, click_id).await {
-                        tracing::error!(error = %e, "cannot give a card's action back");
+        let mut work = tokio::spawn(async move {
+            // Who the clicker is, before the card's one action is taken: someone Feishu
+            // Project does not know leaves the card to the others.
+            let (nonce, click_id) = (claim.nonce.clone(), claim.click_id.clone());
+            let user_key = match service.user_key(&req.actor).await {
+                Ok(k) => k,
+                Err(outcome) => {
+                    let report = ActReport::refused(&req, outcome.clone());
+                    let lines = audit_lines(&service, &report, &req, &click_id).await;
+                    if let Err(e) = service.store.record_audit(lines).await {
+                        tracing::error!(error = %e, "cannot record a refused click in the audit trail");
                     }
                     return Step::Personal(outcome);
                 }
-                let stamp = CardStamp::new(&signer, service.clock.now_secs());
-                let card = views::act_report(&report, &service.web_url, &stamp);
-                if let Err(e) = service.store.finish_card(nonce, card.to_string()).await {
-                    tracing::error!(error = %e, "cannot store a card's result");
+            };
+            match service.store.claim_card(claim).await {
+                Ok(Claim::Granted) => {}
+                Ok(Claim::Held(held)) => return Step::Held(held),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot claim a card; nothing done");
+                    return Step::Failed;
                 }
-                Step::Acted(views::toast_result(&report), card)
             }
-            .in_current_span(),
-        );
+            let report = service.act_as(&req, Ok(user_key)).await;
+            let lines = audit_lines(&service, &report, &req, &click_id).await;
+            if let Some(outcome) = personal(&report) {
+                // Nothing changed, and only because of who clicked: the card is theirs no more.
+                if let Err(e) = service.store.release_card(nonce, click_id).await {
+                    tracing::error!(error = %e, "cannot give a card's action back");
+                }
+                if let Err(e) = service.store.record_audit(lines).await {
+                    tracing::error!(error = %e, "cannot record a refused click in the audit trail");
+                }
+                return Step::Personal(outcome);
+            }
+            let stamp = CardStamp::new(&signer, service.clock.now_secs());
+            let card = views::act_report(&report, &service.web_url, &stamp);
+            let stored = service
+                .store
+                .finish_card(nonce, card.to_string(), lines)
+                .await;
+            if let Err(e) = stored {
+                tracing::error!(error = %e, "cannot store a card's result");
+            }
+            Step::Acted(views::toast_result(&report), card)
+        }.in_current_span());
         let left = self.budget.saturating_sub(started.elapsed());
         match tokio::time::timeout(left, &mut work).await {
             Ok(Ok(Step::Acted(toast, card))) => CallbackAnswer {
@@ -305,16 +318,42 @@ impl Interact {
         }
     }
 
+    /// Stores the card a Cancel leaves; it decided nothing for any item, so it has no audit line.
     async fn finish(&self, nonce: &str, card: &Value) {
         if let Err(e) = self
             .service
             .store
-            .finish_card(nonce.to_owned(), card.to_string())
+            .finish_card(nonce.to_owned(), card.to_string(), Vec::new())
             .await
         {
             tracing::error!(error = %e, "cannot store a card's result");
         }
     }
+}
+
+/// The audit lines of a click's report: the click's event_id names them (a legacy click, which
+/// has none, by the id the bot derives from it).
+async fn audit_lines(
+    service: &Service,
+    report: &ActReport,
+    req: &ActRequest,
+    click_id: &str,
+) -> Vec<AuditRecord> {
+    let source_id = click_id.strip_prefix("click:").unwrap_or(click_id);
+    let actor_name = match &req.actor.open_id {
+        Some(open_id) => service.lark.known_name(open_id).await,
+        None => None,
+    };
+    audit::lines(
+        report,
+        &Origin {
+            source: Source::Click,
+            source_id,
+            chat_id: req.chat_id.as_deref(),
+            actor_name: actor_name.as_deref(),
+            at_ms: service.clock.now_millis(),
+        },
+    )
 }
 
 /// The option and reason a Go click acts with: preset in the value (Retry, batch Confirm) or

@@ -21,11 +21,13 @@
 //! - [`interact`]: card clicks (both callback forms, read by [`lark::card_action`]): checks the
 //!   button value ([`card_value`], HMAC-bound to its card), claims the card once, and acts
 //!   through the [`service`] as the person who clicked.
+//! - [`audit`]: the audit trail's lines (written with each outcome) and `abort-bot audit`.
 //! - [`app`]: wiring, start-up and graceful shutdown.
 //! - [`emulator`]: in-process Lark and Feishu Project for tests and the sandbox.
 //! - [`sandbox`]: `abort-bot sandbox`, the bot and both emulators behind a web chat page.
 
 pub mod app;
+pub mod audit;
 pub mod card_value;
 pub mod cards;
 pub mod chat;

@@ -1,12 +1,13 @@
-//! The `abort-bot` binary: `serve` (the default), `check` and `sandbox`.
+//! The `abort-bot` binary: `serve` (the default), `check`, `audit` and `sandbox`.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use abort_bot::app::{App, Clients, Overrides, shutdown_signal};
+use abort_bot::audit::{self, Filter, Format};
 use abort_bot::config::{LogFormat, Settings, Sources, StoreUrl};
 use abort_bot::sandbox::{self, Sandbox};
-use abort_bot::store::Store;
+use abort_bot::store::{AuditReader, Store};
 use abort_bot::telemetry;
 use clap::{Parser, Subcommand};
 
@@ -32,9 +33,80 @@ enum Cmd {
     Serve,
     /// Validate the configuration, fetch both tokens, and print every problem.
     Check,
+    /// List every abort and restore the bot performed or tried, oldest first. Reads the
+    /// store named by ABORT_BOT_STORE (nothing else) without disturbing a running bot.
+    Audit(AuditArgs),
     /// Try the bot locally with no credentials: the real bot, an emulated Lark and Feishu
     /// Project, and a web chat page on 127.0.0.1:3000 (ABORT_BOT_LISTEN may move it, loopback only).
     Sandbox,
+}
+
+#[derive(clap::Args)]
+struct AuditArgs {
+    /// How far back: a duration (30m, 24h, 7d) or an RFC 3339 time.
+    #[arg(long, default_value = "24h")]
+    since: String,
+    /// Only what was asked in this chat (chat_id, oc_…).
+    #[arg(long, value_name = "CHAT_ID")]
+    chat: Option<String>,
+    /// Only what this person did (open_id, ou_…).
+    #[arg(long, value_name = "OPEN_ID")]
+    user: Option<String>,
+    /// `table` for people (local time), `json` (one object per line), `csv` (spreadsheets).
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
+async fn run_audit(args: AuditArgs) -> ExitCode {
+    let since_ms = match audit::parse_since(&args.since, jiff::Timestamp::now()) {
+        Ok(ms) => ms,
+        Err(problem) => {
+            eprintln!("abort-bot audit: {problem}");
+            return ExitCode::from(2);
+        }
+    };
+    let store = match abort_bot::config::store_from_sources(&Sources::from_process_env()) {
+        Ok(store) => store,
+        Err(e) => {
+            for p in &e.problems {
+                eprintln!("abort-bot audit: {p}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let reader = match &store {
+        StoreUrl::Sqlite(path) => AuditReader::open_sqlite(path),
+        StoreUrl::Redis(url) => Store::open_redis(url, std::time::Duration::from_secs(86_400))
+            .await
+            .map(AuditReader::of),
+        StoreUrl::Memory => {
+            eprintln!(
+                "abort-bot audit: ABORT_BOT_STORE is an in-memory store; nothing outlives the process that wrote it"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let reader = match reader {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("abort-bot audit: ABORT_BOT_STORE: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let filter = Filter {
+        since_ms,
+        chat_id: args.chat,
+        actor_open_id: args.user,
+    };
+    let tz = jiff::tz::TimeZone::system();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match audit::print(&reader, &filter, args.format, &tz, &mut out).await {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("abort-bot audit: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn load_settings() -> Result<Settings, ExitCode> {
@@ -288,6 +360,7 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Cmd::Serve) {
             Cmd::Serve => serve().await,
             Cmd::Check => check().await,
+            Cmd::Audit(args) => run_audit(args).await,
             Cmd::Sandbox => run_sandbox().await,
         }
     })

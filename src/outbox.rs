@@ -20,7 +20,7 @@ use tracing::Instrument;
 use crate::clock::SharedClock;
 use crate::lark::client::{LarkClient, LarkError};
 use crate::metrics::Metrics;
-use crate::store::{NewDelivery, OutboxItem, Store, StoreError};
+use crate::store::{AuditRecord, NewDelivery, OutboxItem, Store, StoreError};
 
 /// Entries taken per page (and sent at once).
 const PAGE: usize = 32;
@@ -165,15 +165,17 @@ impl Outbox {
         Ok(())
     }
 
-    /// Finishes inbox item `id` as done, storing its answer in the same write; wakes the loop.
+    /// Finishes inbox item `id` as done, storing its answer and the audit lines of what it
+    /// did in the same write; wakes the loop.
     pub async fn finish_with(
         &self,
         id: i64,
         key: String,
         delivery: &Delivery,
+        audit: Vec<AuditRecord>,
     ) -> Result<(), StoreError> {
         self.store
-            .finish_delivering(id, delivery.stored_as(key), self.clock.now_millis())
+            .finish_delivering(id, delivery.stored_as(key), audit, self.clock.now_millis())
             .await?;
         self.wake.notify_one();
         Ok(())

@@ -150,6 +150,9 @@ pub struct ItemReport {
     pub space: Option<Space>,
     pub item: Option<WorkItem>,
     pub outcome: Outcome,
+    /// The err_code Feishu Project answered to the PUT (0: it succeeded); None when no PUT
+    /// was sent, or none was answered.
+    pub code: Option<i64>,
 }
 
 impl ItemReport {
@@ -166,6 +169,7 @@ impl ItemReport {
             space,
             item: None,
             outcome,
+            code: None,
         }
     }
 
@@ -222,6 +226,25 @@ pub struct ActReport {
     pub reason: String,
     pub actor_open_id: Option<String>,
     pub items: Vec<ItemReport>,
+}
+
+impl ActReport {
+    /// A request refused as a whole, before any lookup: every ref gets `outcome`.
+    pub fn refused(req: &ActRequest, outcome: Outcome) -> ActReport {
+        ActReport {
+            action: req.action,
+            option: req.option.clone(),
+            option_label: None,
+            opposite_menu: None,
+            reason: req.reason.clone(),
+            actor_open_id: req.actor.open_id.clone(),
+            items: req
+                .refs
+                .iter()
+                .map(|r| ItemReport::failed(r, r.space.clone(), None, outcome.clone()))
+                .collect(),
+        }
+    }
 }
 
 /// The result of `/bind`.
@@ -569,6 +592,7 @@ impl Service {
             space: Some(space.clone()),
             item: Some(item.clone()),
             outcome: Outcome::Done,
+            code: None,
         };
         if req.option.needs_reason() && req.reason.trim().is_empty() {
             report.outcome = Outcome::ReasonMissing;
@@ -599,6 +623,10 @@ impl Service {
                 &idem,
             )
             .await;
+        report.code = match &answer.result {
+            Ok(()) => Some(0),
+            Err(e) => e.code(),
+        };
         report.outcome = match put_outcome(&answer, req.action, first_try) {
             Some(outcome) => outcome,
             // Sent, but nobody can say whether it landed: say what the item is now.

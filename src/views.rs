@@ -320,6 +320,7 @@ fn picker_shown(p: &Picker<'_>, web_url: &Url, stamp: &CardStamp<'_>, shown: Sho
                         space: Some(found.space.clone()),
                         item: Some(found.item.clone()),
                         outcome: Outcome::Done,
+                        code: None,
                     };
                     item_vars(&mut row, &found_report, web_url, shown);
                     let state = match found.item.is_aborted {

@@ -110,6 +110,8 @@ pub struct Worker {
     pub outbox: Outbox,
     pub clock: SharedClock,
     pub retention: Duration,
+    /// How long audit lines are kept (ABORT_BOT_AUDIT_RETENTION).
+    pub audit_retention: Duration,
     /// How often to sweep the store for pending events ([`SWEEP_EVERY`]; shorter in tests).
     pub sweep_every: Duration,
     /// How old a pending event must be before the sweep queues it ([`SWEEP_GRACE`]).
@@ -156,6 +158,11 @@ impl Worker {
                         - i64::try_from(this.retention.as_secs()).unwrap_or(i64::MAX);
                     if let Err(e) = this.store.purge(before).await {
                         tracing::warn!(error = %e, "purging old dedup keys failed");
+                    }
+                    let keep = i64::try_from(this.audit_retention.as_millis()).unwrap_or(i64::MAX);
+                    let before_ms = this.clock.now_millis().saturating_sub(keep);
+                    if let Err(e) = this.store.purge_audit(before_ms).await {
+                        tracing::warn!(error = %e, "purging old audit lines failed");
                     }
                 }
                 _ = sweep.tick() => this.sweep(&requeue).await,
@@ -241,7 +248,11 @@ impl Worker {
         match self.chat.handle(&msg).await {
             Ok(Some(answer)) => {
                 let key = format!("message:{}", msg.message_id);
-                if let Err(e) = self.outbox.finish_with(item.id, key, &answer).await {
+                let stored = self
+                    .outbox
+                    .finish_with(item.id, key, &answer.delivery, answer.audit)
+                    .await;
+                if let Err(e) = stored {
                     tracing::error!(error = %e, inbox_id = item.id, "cannot store the answer; a later sweep runs the event again");
                 }
                 requeue.finished(item.id);

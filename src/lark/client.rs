@@ -563,6 +563,11 @@ impl LarkClient {
         .map(|_| ())
     }
 
+    /// The name of a user when a contact lookup already brought it (no call is made).
+    pub async fn known_name(&self, open_id: &str) -> Option<String> {
+        self.contacts.get(open_id).await.and_then(|c| c.name)
+    }
+
     /// union_id and enterprise email of a user by open_id (cached).
     pub async fn contact(&self, open_id: &str) -> Result<Contact, LarkError> {
         if let Some(c) = self

@@ -548,6 +548,8 @@ impl Hub {
 mod tests {
     use super::*;
 
+    use crate::metrics::UpstreamOutcome;
+
     fn hub() -> Hub {
         let project = ProjectEmulator::new("MII_TEST", "secret");
         project.seed_demo();
@@ -561,6 +563,11 @@ mod tests {
             path: path.to_owned(),
             status,
             latency,
+            outcome: if status == 200 {
+                UpstreamOutcome::Ok
+            } else {
+                UpstreamOutcome::Refused
+            },
         }
     }
 

@@ -1,6 +1,6 @@
 //! The durable store: the inbox of accepted events, dedup keys, chat bindings, the record
-//! of sent PUTs, the cards sent before their result, who used each interactive card, and the
-//! outbox of cards waiting to be delivered.
+//! of sent PUTs, the cards sent before their result, who used each interactive card, the
+//! outbox of cards waiting to be delivered, and the audit trail.
 //!
 //! [`Store`] is one handle over two backends, chosen by `ABORT_BOT_STORE`: SQLite (`sqlite`,
 //! the default: one file, nothing to run beside the bot) and Redis (`redis`, for hosts
@@ -15,6 +15,8 @@ mod sqlite_lock;
 
 use std::path::Path;
 use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 pub use redis_url::{RedisUrl, redact as redact_store_url};
 
@@ -136,6 +138,55 @@ pub struct OutboxItem {
     pub created_at: i64,
 }
 
+/// One line of the audit trail, as stored: text and numbers only (what they mean is the
+/// business of `crate::audit`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Names the line: a line written again under the same key is kept once.
+    pub key: String,
+    /// When it was decided (Unix milliseconds, the bot's clock).
+    pub at_ms: i64,
+    /// The chat it came from, when known (for filtering).
+    pub chat_id: Option<String>,
+    pub actor_open_id: String,
+    pub actor_name: Option<String>,
+    pub project_key: String,
+    pub work_item_type: String,
+    pub work_item_id: String,
+    pub work_item_name: Option<String>,
+    pub action: String,
+    pub option: String,
+    pub reason: String,
+    pub outcome: String,
+    pub code: Option<i64>,
+    pub source: String,
+    pub source_id: String,
+}
+
+/// A page of the audit trail: lines at or after `since_ms` (and after the cursor `after`,
+/// the `(at_ms, key)` of the last line of the previous page), oldest first, at most `limit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub since_ms: i64,
+    pub chat_id: Option<String>,
+    pub actor_open_id: Option<String>,
+    pub after: Option<(i64, String)>,
+    pub limit: usize,
+}
+
+impl AuditQuery {
+    /// Whether a line passes the chat and actor filters.
+    fn admits(&self, r: &AuditRecord) -> bool {
+        self.chat_id
+            .as_ref()
+            .is_none_or(|c| r.chat_id.as_ref() == Some(c))
+            && self
+                .actor_open_id
+                .as_ref()
+                .is_none_or(|a| &r.actor_open_id == a)
+    }
+}
+
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -231,15 +282,17 @@ impl Store {
         dispatch!(self.finish(id, how, now))
     }
 
-    /// Finishes an inbox item as done and stores the card that answers it, in one write: the
-    /// work is never run again, and its answer is never lost. `now_ms` in milliseconds.
+    /// Finishes an inbox item as done and stores the card that answers it and the audit lines
+    /// of what it did, in one write: the work is never run again, its answer is never lost,
+    /// and nothing it did goes unrecorded. `now_ms` in milliseconds.
     pub async fn finish_delivering(
         &self,
         id: i64,
         delivery: NewDelivery,
+        audit: Vec<AuditRecord>,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        dispatch!(self.finish_delivering(id, delivery, now_ms))
+        dispatch!(self.finish_delivering(id, delivery, audit, now_ms))
     }
 
     /// Stores a card to deliver, due at once, unless its key was stored before; true if new.
@@ -305,9 +358,31 @@ impl Store {
         dispatch!(self.claim_card(req))
     }
 
-    /// Stores the card that shows a claimed action's result.
-    pub async fn finish_card(&self, nonce: String, result: String) -> Result<(), StoreError> {
-        dispatch!(self.finish_card(nonce, result))
+    /// Stores the card that shows a claimed action's result, and the audit lines of that
+    /// action, in one write.
+    pub async fn finish_card(
+        &self,
+        nonce: String,
+        result: String,
+        audit: Vec<AuditRecord>,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.finish_card(nonce, result, audit))
+    }
+
+    /// Adds audit lines of decisions that changed nothing and finish nothing (a click refused
+    /// for who clicked it); a line whose key is stored already is kept once.
+    pub async fn record_audit(&self, audit: Vec<AuditRecord>) -> Result<(), StoreError> {
+        dispatch!(self.record_audit(audit))
+    }
+
+    /// One page of the audit trail ([`AuditQuery`]), oldest first.
+    pub async fn audit_page(&self, query: AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        dispatch!(self.audit_page(query))
+    }
+
+    /// Forgets audit lines older than `before_ms` (ABORT_BOT_AUDIT_RETENTION).
+    pub async fn purge_audit(&self, before_ms: i64) -> Result<usize, StoreError> {
+        dispatch!(self.purge_audit(before_ms))
     }
 
     /// Gives a card's one action back, durably, when `click_id` holds it and has not
@@ -355,5 +430,41 @@ impl Store {
     /// Whether the store answers (for `/readyz`).
     pub async fn ping(&self) -> Result<(), StoreError> {
         dispatch!(self.ping())
+    }
+}
+
+/// Reads the audit trail without disturbing a running bot: SQLite is opened read-only
+/// (taking no lock, so the one-process rule does not refuse it while `serve` runs); Redis is
+/// read through an ordinary connection.
+pub struct AuditReader {
+    backend: ReaderBackend,
+}
+
+enum ReaderBackend {
+    Sqlite(sqlite::ReadOnly),
+    Store(Store),
+}
+
+impl AuditReader {
+    /// Opens a SQLite database file read-only; it must exist.
+    pub fn open_sqlite(path: &Path) -> Result<AuditReader, StoreError> {
+        Ok(AuditReader {
+            backend: ReaderBackend::Sqlite(sqlite::ReadOnly::open(path)?),
+        })
+    }
+
+    /// Reads through an open store (Redis, or a store this process holds).
+    pub fn of(store: Store) -> AuditReader {
+        AuditReader {
+            backend: ReaderBackend::Store(store),
+        }
+    }
+
+    /// One page of the audit trail, oldest first.
+    pub async fn page(&self, query: AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        match &self.backend {
+            ReaderBackend::Sqlite(r) => r.audit_page(query).await,
+            ReaderBackend::Store(s) => s.audit_page(query).await,
+        }
     }
 }

@@ -37,6 +37,8 @@
 //! | `abort-bot:outbox-key:<key>` | string | outbox id of a delivery's key (`message:<id>`, …); TTL once ended |
 //! | `abort-bot:binding:<chat_id>` | hash, no TTL | space, bound_by, bound_at |
 //! | `abort-bot:index:{seen,puts,cards,finished}` | sorted sets | what purge forgets, scored by the time it counts from |
+//! | `abort-bot:audit:<line key>` | string (JSON), no TTL | one audit line; purged after ABORT_BOT_AUDIT_RETENTION |
+//! | `abort-bot:index:audit` | sorted set | audit line keys, scored by their time (ms) |
 //!
 //! The TTLs keep Redis bounded even if purge never runs; the indexes let purge follow the
 //! bot's (injectable) clock exactly as the SQLite store does.
@@ -52,8 +54,8 @@ use ::redis::{AsyncCommands, ErrorKind, RedisError, Script, ServerErrorKind};
 
 use super::redis_url::RedisUrl;
 use super::{
-    Accepted, CardClaim, Claim, ClaimRequest, Finish, InboxItem, NewDelivery, OutboxItem,
-    StoreError,
+    Accepted, AuditQuery, AuditRecord, CardClaim, Claim, ClaimRequest, Finish, InboxItem,
+    NewDelivery, OutboxItem, StoreError,
 };
 
 /// Prefix of every key.
@@ -92,6 +94,12 @@ static END_DELIVERY: LazyLock<Script> =
 static DELIVERY_GIVEN_UP: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/delivery_given_up.lua")));
 static PURGE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/purge.lua")));
+static ADD_AUDIT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/add_audit.lua")));
+static AUDIT_PAGE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/audit_page.lua")));
+static PURGE_AUDIT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/purge_audit.lua")));
 
 fn key(parts: &[&str]) -> String {
     let mut k = String::from(PREFIX);
@@ -462,10 +470,22 @@ impl RedisStore {
         &self,
         id: i64,
         delivery: NewDelivery,
+        audit: Vec<AuditRecord>,
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let item = key(&["inbox", &id.to_string()]);
         let now = now_ms.div_euclid(1000);
+        let lines = audit_args(&audit)?;
+        let mut args: Vec<&dyn ToArg> = vec![
+            &id,
+            &now,
+            &self.ttl,
+            &PREFIX,
+            &delivery.key,
+            &delivery.payload,
+            &now_ms,
+        ];
+        args.extend(lines.iter().map(|a| a as &dyn ToArg));
         self.run::<i64>(
             &FINISH_DELIVERING,
             &[
@@ -476,15 +496,7 @@ impl RedisStore {
                 &key(&["outbox", "next-id"]),
                 &key(&["outbox", "due"]),
             ],
-            &[
-                &id,
-                &now,
-                &self.ttl,
-                &PREFIX,
-                &delivery.key,
-                &delivery.payload,
-                &now_ms,
-            ],
+            &args,
         )
         .await?;
         Ok(())
@@ -625,10 +637,81 @@ impl RedisStore {
         &self,
         nonce: String,
         result: String,
+        audit: Vec<AuditRecord>,
     ) -> Result<(), StoreError> {
-        self.run::<i64>(&FINISH_CARD, &[&key(&["card", &nonce])], &[&result])
+        let lines = audit_args(&audit)?;
+        let mut args: Vec<&dyn ToArg> = vec![&result, &PREFIX];
+        args.extend(lines.iter().map(|a| a as &dyn ToArg));
+        self.run::<i64>(&FINISH_CARD, &[&key(&["card", &nonce])], &args)
             .await?;
         Ok(())
+    }
+
+    pub(super) async fn record_audit(&self, audit: Vec<AuditRecord>) -> Result<(), StoreError> {
+        if audit.is_empty() {
+            return Ok(());
+        }
+        let lines = audit_args(&audit)?;
+        let mut args: Vec<&dyn ToArg> = vec![&PREFIX];
+        args.extend(lines.iter().map(|a| a as &dyn ToArg));
+        self.run::<i64>(&ADD_AUDIT, &[], &args).await?;
+        Ok(())
+    }
+
+    /// Reads the time-ordered index page by page in one script per page, then keeps the
+    /// lines that pass the filters; memory stays within a page.
+    pub(super) async fn audit_page(
+        &self,
+        query: AuditQuery,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let mut out = Vec::new();
+        let mut after = query.after.clone();
+        while out.len() < query.limit {
+            let (after_at, after_key) = match &after {
+                Some((at, k)) => (at.to_string(), k.clone()),
+                None => (String::new(), String::new()),
+            };
+            let raw: Vec<String> = self
+                .run(
+                    &AUDIT_PAGE,
+                    &[],
+                    &[
+                        &PREFIX,
+                        &query.since_ms,
+                        &after_at,
+                        &after_key,
+                        &query.limit,
+                    ],
+                )
+                .await?;
+            let Some(last) = raw.last() else { break };
+            let last = parse_line(last)?;
+            after = Some((last.at_ms, last.key));
+            let full = raw.len() == query.limit;
+            for line in &raw {
+                let line = parse_line(line)?;
+                if query.admits(&line) && out.len() < query.limit {
+                    out.push(line);
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn purge_audit(&self, before_ms: i64) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let (removed, more): (usize, i64) = self
+                .run(&PURGE_AUDIT, &[], &[&PREFIX, &before_ms, &PURGE_BATCH])
+                .await?;
+            total += removed;
+            if more == 0 {
+                return Ok(total);
+            }
+        }
     }
 
     pub(super) async fn release_card(
@@ -713,6 +796,24 @@ impl RedisStore {
             .map(|_| ())
             .map_err(|e| self.err(e))
     }
+}
+
+/// Audit lines as the scripts take them: triples of line key, time (ms) and the line as JSON.
+fn audit_args(lines: &[AuditRecord]) -> Result<Vec<String>, StoreError> {
+    let mut args = Vec::with_capacity(lines.len() * 3);
+    for l in lines {
+        let json = serde_json::to_string(l)
+            .map_err(|e| StoreError::Redis(format!("cannot encode an audit line: {e}")))?;
+        args.push(l.key.clone());
+        args.push(l.at_ms.to_string());
+        args.push(json);
+    }
+    Ok(args)
+}
+
+fn parse_line(raw: &str) -> Result<AuditRecord, StoreError> {
+    serde_json::from_str(raw)
+        .map_err(|e| StoreError::Redis(format!("an audit line is not readable: {e}")))
 }
 
 /// A script argument of any of the few types the scripts take.

@@ -6,18 +6,19 @@
 //! atomic by itself). A caller hears back only after the commit: an acknowledged event is on disk
 //! (WAL, `synchronous = FULL`). One process per database file: see `sqlite_lock`.
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 use std::thread;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params, params_from_iter};
 use tokio::sync::oneshot;
 
 use super::sqlite_lock::{self, ProcessLock};
 use super::{
-    Accepted, CardClaim, Claim, ClaimRequest, Finish, InboxItem, NewDelivery, OutboxItem,
-    StoreError,
+    Accepted, AuditQuery, AuditRecord, CardClaim, Claim, ClaimRequest, Finish, InboxItem,
+    NewDelivery, OutboxItem, StoreError,
 };
 
 /// How many queued requests one transaction takes at most.
@@ -90,6 +91,28 @@ CREATE TABLE IF NOT EXISTS card_claims (
     expires_at INTEGER NOT NULL,
     result     TEXT
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit (
+    id             INTEGER PRIMARY KEY,
+    line_key       TEXT NOT NULL UNIQUE,
+    at_ms          INTEGER NOT NULL,
+    chat_id        TEXT,
+    actor_open_id  TEXT NOT NULL,
+    actor_name     TEXT,
+    project_key    TEXT NOT NULL,
+    work_item_type TEXT NOT NULL,
+    work_item_id   TEXT NOT NULL,
+    work_item_name TEXT,
+    action         TEXT NOT NULL,
+    option         TEXT NOT NULL,
+    reason         TEXT NOT NULL,
+    outcome        TEXT NOT NULL,
+    code           INTEGER,
+    source         TEXT NOT NULL,
+    source_id      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_time ON audit (at_ms, line_key);
+CREATE INDEX IF NOT EXISTS audit_chat ON audit (chat_id, at_ms, line_key);
+CREATE INDEX IF NOT EXISTS audit_actor ON audit (actor_open_id, at_ms, line_key);
 ";
 
 impl SqliteStore {
@@ -233,16 +256,18 @@ impl SqliteStore {
         .await
     }
 
-    /// Finishes an inbox item as done and stores its answer, all or nothing.
+    /// Finishes an inbox item as done and stores its answer and audit lines, all or nothing.
     pub(super) async fn finish_delivering(
         &self,
         id: i64,
         delivery: NewDelivery,
+        audit: Vec<AuditRecord>,
         now_ms: i64,
     ) -> Result<(), StoreError> {
         self.run_atomic(move |c| {
             c.prepare_cached("UPDATE inbox SET status = 'done', finished_at = ?2 WHERE id = ?1")?
                 .execute(params![id, now_ms.div_euclid(1000)])?;
+            insert_audit(c, &audit)?;
             insert_delivery(c, &delivery, now_ms).map(|_| ())
         })
         .await
@@ -416,20 +441,38 @@ impl SqliteStore {
         .await
     }
 
-    /// Stores the card that shows a claimed action's result.
+    /// Stores the card that shows a claimed action's result and its audit lines, all or
+    /// nothing.
     pub(super) async fn finish_card(
         &self,
         nonce: String,
         result: String,
+        audit: Vec<AuditRecord>,
     ) -> Result<(), StoreError> {
-        self.run(move |c| {
+        self.run_atomic(move |c| {
             c.execute(
                 "UPDATE card_claims SET result = ?2 WHERE nonce = ?1",
                 params![nonce, result],
-            )
-            .map(|_| ())
+            )?;
+            insert_audit(c, &audit)
         })
         .await
+    }
+
+    pub(super) async fn record_audit(&self, audit: Vec<AuditRecord>) -> Result<(), StoreError> {
+        self.run_atomic(move |c| insert_audit(c, &audit)).await
+    }
+
+    pub(super) async fn audit_page(
+        &self,
+        query: AuditQuery,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        self.run(move |c| select_audit(c, &query)).await
+    }
+
+    pub(super) async fn purge_audit(&self, before_ms: i64) -> Result<usize, StoreError> {
+        self.run(move |c| c.execute("DELETE FROM audit WHERE at_ms < ?1", [before_ms]))
+            .await
     }
 
     /// Gives a card's one action back when this click holds it unfinished.
@@ -532,6 +575,145 @@ impl SqliteStore {
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
         self.run(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await
     }
+}
+
+/// A read-only connection to a database file another process may be writing: it takes no
+/// lock and changes nothing (WAL lets it read while the writer commits).
+pub(super) struct ReadOnly {
+    conn: Arc<std::sync::Mutex<Connection>>,
+}
+
+impl ReadOnly {
+    pub(super) fn open(path: &Path) -> Result<ReadOnly, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Sqlite(format!(
+                "{}: no such database file",
+                path.display()
+            )));
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(ReadOnly {
+            conn: Arc::new(std::sync::Mutex::new(conn)),
+        })
+    }
+
+    pub(super) async fn audit_page(
+        &self,
+        query: AuditQuery,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = conn
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // A database written by a version without the audit table has no lines yet.
+            let has_table = conn
+                .query_row(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit'",
+                    [],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            if !has_table {
+                return Ok(Vec::new());
+            }
+            select_audit(&conn, &query).map_err(StoreError::from)
+        })
+        .await
+        .map_err(|e| StoreError::Sqlite(format!("the reader stopped: {e}")))?
+    }
+}
+
+/// Adds audit lines; a line whose key is there already is kept as it was.
+fn insert_audit(c: &Connection, lines: &[AuditRecord]) -> rusqlite::Result<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let mut stmt = c.prepare_cached(
+        "INSERT OR IGNORE INTO audit (line_key, at_ms, chat_id, actor_open_id, actor_name,
+             project_key, work_item_type, work_item_id, work_item_name, action, option, reason,
+             outcome, code, source, source_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+    )?;
+    for l in lines {
+        stmt.execute(params![
+            l.key,
+            l.at_ms,
+            l.chat_id,
+            l.actor_open_id,
+            l.actor_name,
+            l.project_key,
+            l.work_item_type,
+            l.work_item_id,
+            l.work_item_name,
+            l.action,
+            l.option,
+            l.reason,
+            l.outcome,
+            l.code,
+            l.source,
+            l.source_id
+        ])?;
+    }
+    Ok(())
+}
+
+/// One page of audit lines, by the index that fits the filters.
+fn select_audit(c: &Connection, q: &AuditQuery) -> rusqlite::Result<Vec<AuditRecord>> {
+    let mut sql = String::from(
+        "SELECT line_key, at_ms, chat_id, actor_open_id, actor_name, project_key,
+             work_item_type, work_item_id, work_item_name, action, option, reason, outcome,
+             code, source, source_id
+         FROM audit WHERE at_ms >= ?1",
+    );
+    let mut args: Vec<rusqlite::types::Value> = vec![q.since_ms.into()];
+    if let Some(chat) = &q.chat_id {
+        args.push(chat.clone().into());
+        let _ = write!(sql, " AND chat_id = ?{}", args.len());
+    }
+    if let Some(actor) = &q.actor_open_id {
+        args.push(actor.clone().into());
+        let _ = write!(sql, " AND actor_open_id = ?{}", args.len());
+    }
+    if let Some((at_ms, key)) = &q.after {
+        args.push((*at_ms).into());
+        args.push(key.clone().into());
+        let _ = write!(
+            sql,
+            " AND (at_ms, line_key) > (?{}, ?{})",
+            args.len() - 1,
+            args.len()
+        );
+    }
+    args.push(i64::try_from(q.limit).unwrap_or(i64::MAX).into());
+    let _ = write!(sql, " ORDER BY at_ms, line_key LIMIT ?{}", args.len());
+    let mut stmt = c.prepare(&sql)?;
+    let rows = stmt.query_map(params_from_iter(args), |r| {
+        Ok(AuditRecord {
+            key: r.get(0)?,
+            at_ms: r.get(1)?,
+            chat_id: r.get(2)?,
+            actor_open_id: r.get(3)?,
+            actor_name: r.get(4)?,
+            project_key: r.get(5)?,
+            work_item_type: r.get(6)?,
+            work_item_id: r.get(7)?,
+            work_item_name: r.get(8)?,
+            action: r.get(9)?,
+            option: r.get(10)?,
+            reason: r.get(11)?,
+            outcome: r.get(12)?,
+            code: r.get(13)?,
+            source: r.get(14)?,
+            source_id: r.get(15)?,
+        })
+    })?;
+    rows.collect()
 }
 
 /// Stores a delivery due at once; false if its key was stored before.

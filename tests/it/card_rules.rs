@@ -112,6 +112,7 @@ fn reported(id: u64, outcome: Outcome, with_item: bool) -> ItemReport {
         space: Some(f.space),
         item: with_item.then_some(f.item),
         outcome,
+        code: None,
     }
 }
 

@@ -65,6 +65,7 @@ fn reported(id: u64, outcome: Outcome) -> ItemReport {
         space: Some(f.space),
         item: Some(f.item),
         outcome,
+        code: None,
     }
 }
 

@@ -54,6 +54,7 @@ fn item_report(id: u64, outcome: Outcome) -> ItemReport {
         space: Some(space()),
         item: Some(item(id, "Export a space as *PDF* <b>")),
         outcome,
+        code: None,
     }
 }
 

@@ -247,7 +247,7 @@ fn claim(click: &str, by: &str, now: i64) -> ClaimRequest {
 async fn a_card_is_claimed_once_and_keeps_its_result(b: Backing) {
     let s = b.open().await;
     // A result for a card nobody claimed is dropped, not turned into a claim.
-    s.finish_card("n1".into(), "{\"card\":0}".into())
+    s.finish_card("n1".into(), "{\"card\":0}".into(), Vec::new())
         .await
         .expect("finish unclaimed");
     assert_eq!(
@@ -267,7 +267,7 @@ async fn a_card_is_claimed_once_and_keeps_its_result(b: Backing) {
         panic!("a redelivered click does not act twice");
     };
     assert_eq!(h.click_id, "c1");
-    s.finish_card("n1".into(), "{\"card\":1}".into())
+    s.finish_card("n1".into(), "{\"card\":1}".into(), Vec::new())
         .await
         .expect("finish");
     drop(s);
@@ -329,7 +329,7 @@ async fn a_claim_given_back_frees_the_card_for_the_next_click(b: Backing) {
         s.claim_card(claim("c2", "ou_b", 1002)).await,
         Ok(Claim::Granted)
     );
-    s.finish_card("n1".into(), "{\"card\":2}".into())
+    s.finish_card("n1".into(), "{\"card\":2}".into(), Vec::new())
         .await
         .expect("finish");
     // A finished card keeps its one action.
@@ -552,7 +552,7 @@ async fn an_answer_is_stored_with_the_end_of_its_event_once(b: Backing) {
     else {
         panic!("accepted")
     };
-    s.finish_delivering(id, delivery("message:om_1"), 1_000_500)
+    s.finish_delivering(id, delivery("message:om_1"), Vec::new(), 1_000_500)
         .await
         .expect("finish with its answer");
     assert_eq!(s.pending(10).await, Ok(vec![]), "the event is done");

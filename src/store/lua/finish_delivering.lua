@@ -4,7 +4,13 @@
 -- KEYS[1] the item, KEYS[2] pending set, KEYS[3] finished index,
 -- KEYS[4] the delivery's dedup key, KEYS[5] outbox next-id, KEYS[6] due set
 -- ARGV[1] id, ARGV[2] now (s), ARGV[3] TTL, ARGV[4] key prefix, ARGV[5] dedup key (as
--- stored), ARGV[6] payload, ARGV[7] now (ms)
+-- stored), ARGV[6] payload, ARGV[7] now (ms),
+-- ARGV[8..] audit lines as triples: line key, time (ms), the line (JSON)
+for i = 8, #ARGV, 3 do
+    if redis.call('SET', ARGV[4] .. 'audit:' .. ARGV[i], ARGV[i + 2], 'NX') then
+        redis.call('ZADD', ARGV[4] .. 'index:audit', ARGV[i + 1], ARGV[i])
+    end
+end
 if redis.call('EXISTS', KEYS[1]) == 1 then
     redis.call('HSET', KEYS[1], 'status', 'done', 'finished_at', ARGV[2])
     redis.call('ZREM', KEYS[2], ARGV[1])
