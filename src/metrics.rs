@@ -159,8 +159,12 @@ pub struct Metrics {
     ws_reconnects: Counter,
     ws_stopped: Family<ReasonLabels, Counter>,
     refused: Family<RefusedLabels, Counter>,
-    sweeps: Counter,
-    swept: Counter,
+    inbox_pending: Gauge,
+    inbox_oldest_age: Gauge,
+    inbox_claimed: Counter,
+    inbox_takeovers: Counter,
+    inbox_leases_lost: Counter,
+    inbox_handed_back: Counter,
     circuit_state: Family<CircuitLabels, Gauge>,
     circuit_opened: Family<CircuitLabels, Counter>,
     circuit_closed: Family<CircuitLabels, Counter>,
@@ -224,17 +228,41 @@ impl Metrics {
             "Commands and clicks refused by a limit, before any upstream call",
             refused.clone(),
         );
-        let sweeps = Counter::default();
-        let swept = Counter::default();
+        let inbox_pending = Gauge::default();
         registry.register(
-            "inbox_sweeps",
-            "Completed sweeps of the inbox for pending events nobody queued",
-            sweeps.clone(),
+            "inbox_pending",
+            "Accepted events and clicks not yet finished (waiting, running, or pausing before a retry)",
+            inbox_pending.clone(),
         );
+        let inbox_oldest_age = Gauge::default();
         registry.register(
-            "inbox_swept",
-            "Pending events a sweep found and queued",
-            swept.clone(),
+            "inbox_oldest_age_seconds",
+            "Age of the oldest unfinished event in the inbox (0 when it is empty)",
+            inbox_oldest_age.clone(),
+        );
+        let inbox_claimed = Counter::default();
+        registry.register(
+            "inbox_claimed",
+            "Events this process claimed from the inbox (takeovers included)",
+            inbox_claimed.clone(),
+        );
+        let inbox_takeovers = Counter::default();
+        registry.register(
+            "inbox_takeovers",
+            "Events claimed from an expired lease: their holder stopped or stalled",
+            inbox_takeovers.clone(),
+        );
+        let inbox_leases_lost = Counter::default();
+        registry.register(
+            "inbox_leases_lost",
+            "Leases found taken over while their event still ran here",
+            inbox_leases_lost.clone(),
+        );
+        let inbox_handed_back = Counter::default();
+        registry.register(
+            "inbox_handed_back",
+            "Events still running at shutdown and handed back to the store",
+            inbox_handed_back.clone(),
         );
         let circuit_state = Family::<CircuitLabels, Gauge>::default();
         registry.register(
@@ -279,8 +307,12 @@ impl Metrics {
             ws_reconnects,
             ws_stopped,
             refused,
-            sweeps,
-            swept,
+            inbox_pending,
+            inbox_oldest_age,
+            inbox_claimed,
+            inbox_takeovers,
+            inbox_leases_lost,
+            inbox_handed_back,
             circuit_state,
             circuit_opened,
             circuit_closed,
@@ -332,10 +364,28 @@ impl Metrics {
         self.refused.get_or_create(&RefusedLabels { limit }).inc();
     }
 
-    /// One sweep of the inbox finished, having queued `queued` events.
-    pub fn sweep(&self, queued: usize) {
-        self.swept.inc_by(u64::try_from(queued).unwrap_or(u64::MAX));
-        self.sweeps.inc();
+    /// The inbox holds `pending` unfinished events, the oldest accepted `oldest_age_secs` ago.
+    pub fn inbox(&self, pending: u64, oldest_age_secs: i64) {
+        self.inbox_pending
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
+        self.inbox_oldest_age.set(oldest_age_secs);
+    }
+
+    /// One claim took `claimed` events, `taken_over` of them from expired leases.
+    pub fn inbox_claimed(&self, claimed: usize, taken_over: usize) {
+        self.inbox_claimed
+            .inc_by(u64::try_from(claimed).unwrap_or(u64::MAX));
+        self.inbox_takeovers
+            .inc_by(u64::try_from(taken_over).unwrap_or(u64::MAX));
+    }
+
+    pub fn inbox_lease_lost(&self) {
+        self.inbox_leases_lost.inc();
+    }
+
+    pub fn inbox_handed_back(&self, n: usize) {
+        self.inbox_handed_back
+            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
     }
 
     pub fn circuit_state(&self, upstream: &'static str, state: crate::circuit::CircuitState) {

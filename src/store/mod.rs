@@ -56,16 +56,29 @@ pub enum Accepted {
     DuplicateMessage,
 }
 
-/// A stored event waiting to be run.
+/// A stored event waiting to be run (`message`: a command; `click`: a card click that
+/// outlived its answer).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboxItem {
     pub id: i64,
     pub kind: String,
     pub payload: String,
+    /// Tries that ended in a retry, and takeovers of a lease whose holder died, so far.
     pub attempts: i64,
-    /// When it was accepted (Unix seconds, the bot's clock): the worker's sweep leaves
-    /// young items alone, since their route may not have queued them yet.
+    /// When it was accepted (Unix seconds, the bot's clock).
     pub received_at: i64,
+    /// Claimed from a lease that had expired (its holder died or stalled), not from the
+    /// queue of waiting items.
+    pub taken_over: bool,
+}
+
+/// How many events wait in the inbox, and since when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InboxStats {
+    /// Not yet finished: waiting, leased, or pausing before a retry.
+    pub pending: u64,
+    /// When the oldest of them was accepted (Unix seconds), if any.
+    pub oldest_received_at: Option<i64>,
 }
 
 /// How a stored event ended.
@@ -134,6 +147,11 @@ pub struct OutboxItem {
     pub attempts: i64,
     /// When it was stored (Unix milliseconds, the bot's clock).
     pub created_at: i64,
+}
+
+/// A duration in whole milliseconds, as the stores count lease times.
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Handle to the store; cheap to clone.
@@ -217,22 +235,102 @@ impl Store {
         dispatch!(self.mark_seen(event_id, now))
     }
 
-    /// Everything not yet finished, oldest first (on start-up: what a crash left behind).
+    /// Stores a card click that outlived its answer as an inbox item of kind `click`, leased
+    /// to `owner` for `lease` (the process answering it goes on working on it; if it dies,
+    /// another claims it once the lease expires). `Some(id)` when stored; `None` when this
+    /// click was stored before.
+    pub async fn hold_click(
+        &self,
+        owner: &str,
+        click_id: String,
+        payload: String,
+        now: i64,
+        lease: Duration,
+    ) -> Result<Option<i64>, StoreError> {
+        let owner = owner.to_owned();
+        let lease_ms = millis(lease);
+        dispatch!(self.hold_click(owner, click_id, payload, now, lease_ms))
+    }
+
+    /// Up to `limit` unfinished events, oldest first, without claiming them (for tests and
+    /// tools; the worker claims with [`Store::claim_inbox`]).
     pub async fn pending(&self, limit: usize) -> Result<Vec<InboxItem>, StoreError> {
         dispatch!(self.pending(limit))
     }
 
-    /// Counts one more attempt at an inbox item.
-    pub async fn note_attempt(&self, id: i64) -> Result<(), StoreError> {
-        dispatch!(self.note_attempt(id))
+    /// Claims up to `limit` events that are due (new, handed back, or a retry whose pause has
+    /// passed) or whose lease has expired (a takeover, counted as an attempt), oldest due
+    /// first; each is leased to `owner` until the store's clock passes now + `lease`. An
+    /// event under a live lease is never claimed by anyone.
+    pub async fn claim_inbox(
+        &self,
+        owner: &str,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<InboxItem>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let owner = owner.to_owned();
+        let lease_ms = millis(lease);
+        dispatch!(self.claim_inbox(owner, limit, lease_ms))
     }
 
+    /// Extends `owner`'s leases on `ids` to now + `lease`; answers the ids whose lease this
+    /// owner no longer holds (expired and taken over, or finished).
+    pub async fn renew_inbox(
+        &self,
+        owner: &str,
+        ids: &[i64],
+        lease: Duration,
+    ) -> Result<Vec<i64>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let owner = owner.to_owned();
+        let ids = ids.to_vec();
+        let lease_ms = millis(lease);
+        dispatch!(self.renew_inbox(owner, ids, lease_ms))
+    }
+
+    /// Hands `owner`'s leases on `ids` back (shutdown): those events are due again at once,
+    /// for any process.
+    pub async fn release_inbox(&self, owner: &str, ids: &[i64]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let owner = owner.to_owned();
+        let ids = ids.to_vec();
+        dispatch!(self.release_inbox(owner, ids))
+    }
+
+    /// A try at event `id` failed for a reason that can pass: counts the attempt, drops
+    /// `owner`'s lease, and makes it due again after `pause` (the wait lives in the store).
+    /// False if `owner` no longer held it (nothing changed).
+    pub async fn retry_inbox(
+        &self,
+        owner: &str,
+        id: i64,
+        pause: Duration,
+    ) -> Result<bool, StoreError> {
+        let owner = owner.to_owned();
+        let pause_ms = millis(pause);
+        dispatch!(self.retry_inbox(owner, id, pause_ms))
+    }
+
+    /// How many events are unfinished, and when the oldest of them was accepted.
+    pub async fn inbox_stats(&self) -> Result<InboxStats, StoreError> {
+        dispatch!(self.inbox_stats())
+    }
+
+    /// Ends an event (and drops any lease on it).
     pub async fn finish(&self, id: i64, how: Finish, now: i64) -> Result<(), StoreError> {
         dispatch!(self.finish(id, how, now))
     }
 
-    /// Finishes an inbox item as done and stores the card that answers it, in one write: the
-    /// work is never run again, and its answer is never lost. `now_ms` in milliseconds.
+    /// Finishes an inbox item as done (dropping any lease on it) and stores the card that
+    /// answers it, in one write: the work is never run again, and its answer is never lost.
+    /// `now_ms` in milliseconds.
     pub async fn finish_delivering(
         &self,
         id: i64,
