@@ -26,7 +26,7 @@ use crate::retry::RetryPolicy;
 use crate::routes::{AppState, ListenerLimits, READ_TIMEOUT, router, serve};
 use crate::service::Service;
 use crate::store::{Store, StoreError};
-use crate::worker::{LEASE, POLL, Queue, Worker};
+use crate::worker::{DRAIN, LEASE, POLL, Queue, Worker};
 
 /// What start-up can fail on.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +53,8 @@ pub struct Overrides {
     pub inbox_poll: Duration,
     /// How long the worker's claim on an event lasts before another process may take it.
     pub inbox_lease: Duration,
+    /// How long shutdown lets running events finish before handing them back.
+    pub inbox_drain: Duration,
     /// How long the listener waits for a request's headers, then for its body.
     pub header_timeout: Duration,
     pub body_timeout: Duration,
@@ -71,6 +73,7 @@ impl Default for Overrides {
             tap: None,
             inbox_poll: POLL,
             inbox_lease: LEASE,
+            inbox_drain: DRAIN,
             header_timeout: READ_TIMEOUT,
             body_timeout: READ_TIMEOUT,
             outbox_poll: Duration::from_secs(1),
@@ -162,7 +165,7 @@ impl App {
         let outbox = Outbox::new(store.clone(), o.clock.clone());
         // What a crash left pending stays in the store: the worker claims it a page at a
         // time, like anything else.
-        let queue = Queue::new();
+        let queue = Queue::new(o.inbox_lease);
         let interact = Arc::new(Interact {
             service: service.clone(),
             signer: signer.clone(),
@@ -218,7 +221,7 @@ impl App {
             retention: settings.dedup_retention,
             queue,
             poll: o.inbox_poll,
-            lease: o.inbox_lease,
+            drain: o.inbox_drain,
             metrics: clients.metrics,
         };
         Ok(App {

@@ -36,7 +36,7 @@ use crate::outbox::{CARD_TOKEN_VALID, Delivery, Outbox};
 use crate::service::{ActReport, ActRequest, Outcome, Service, reply_uuid};
 use crate::store::{CardClaim, Claim, ClaimRequest, Finish};
 use crate::views;
-use crate::worker::{LEASE, Queue};
+use crate::worker::Queue;
 
 /// JSON 2.0 cards can be used for 14 days after they were sent.
 pub const INTERACTION_WINDOW_SECS: i64 = 14 * 24 * 3600;
@@ -278,7 +278,7 @@ impl Interact {
                 click.click_id.clone(),
                 payload,
                 self.service.clock.now_secs(),
-                LEASE,
+                self.queue.lease(),
             )
             .await;
         match stored {

@@ -55,8 +55,9 @@ const MAX_CLICKS: usize = 256;
 pub const LEASE: Duration = Duration::from_secs(30);
 /// How often the store is read for work nobody woke the loop for.
 pub const POLL: Duration = Duration::from_secs(1);
-/// How long shutdown waits for what runs before handing it back.
-const DRAIN: Duration = Duration::from_secs(20);
+/// How long shutdown waits for what runs before handing it back (the contract's 30 s to
+/// exit leaves room for the listener before and the outbox after).
+pub const DRAIN: Duration = Duration::from_secs(20);
 /// How often the inbox gauges are refreshed.
 const STATS_EVERY: Duration = Duration::from_secs(5);
 
@@ -71,24 +72,22 @@ pub struct Queue {
 struct Shared {
     /// This process's name on its leases: unique per start.
     owner: String,
+    /// How long a lease lasts ([`LEASE`]).
+    lease: Duration,
     wake: Notify,
     held: Mutex<HashSet<i64>>,
     /// Notified whenever a held lease ends here.
     released: Notify,
 }
 
-impl Default for Queue {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Queue {
-    pub fn new() -> Queue {
+    /// A queue whose leases last `lease` ([`LEASE`]; shorter in tests).
+    pub fn new(lease: Duration) -> Queue {
         let owner = format!("{}-{:016x}", std::process::id(), rand::random::<u64>());
         Queue {
             inner: Arc::new(Shared {
                 owner,
+                lease,
                 wake: Notify::new(),
                 held: Mutex::default(),
                 released: Notify::new(),
@@ -99,6 +98,11 @@ impl Queue {
     /// The owner this process's leases carry.
     pub fn owner(&self) -> &str {
         &self.inner.owner
+    }
+
+    /// How long each lease taken through this queue lasts.
+    pub fn lease(&self) -> Duration {
+        self.inner.lease
     }
 
     /// Something new is waiting in the store: the worker claims at once if a slot is free.
@@ -164,11 +168,12 @@ pub struct Worker {
     pub outbox: Outbox,
     pub clock: SharedClock,
     pub retention: Duration,
+    /// The leases held here, and how long each lasts.
     pub queue: Queue,
     /// How often to look for work nobody woke the loop for ([`POLL`]).
     pub poll: Duration,
-    /// How long each claim holds an event ([`LEASE`]).
-    pub lease: Duration,
+    /// How long shutdown lets what runs finish ([`DRAIN`]).
+    pub drain: Duration,
     pub metrics: Arc<Metrics>,
 }
 
@@ -180,7 +185,7 @@ impl Worker {
         let mut purge = tokio::time::interval(Duration::from_secs(3600));
         let mut poll = tokio::time::interval(this.poll);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let renew_every = (this.lease / 3).max(Duration::from_millis(10));
+        let renew_every = (this.queue.lease() / 3).max(Duration::from_millis(10));
         let mut renew =
             tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -225,7 +230,7 @@ impl Worker {
             let want = free.min(PAGE);
             let items = match self
                 .store
-                .claim_inbox(self.queue.owner(), want, self.lease)
+                .claim_inbox(self.queue.owner(), want, self.queue.lease())
                 .await
             {
                 Ok(items) => items,
@@ -264,7 +269,7 @@ impl Worker {
         let ids = self.queue.held();
         match self
             .store
-            .renew_inbox(self.queue.owner(), &ids, self.lease)
+            .renew_inbox(self.queue.owner(), &ids, self.queue.lease())
             .await
         {
             Ok(lost) => {
@@ -294,13 +299,13 @@ impl Worker {
     }
 
     /// Shutdown: no more claims; what runs (here and in clicks past their answer) may finish
-    /// for up to [`DRAIN`], its leases renewed meanwhile; what is left is handed back.
+    /// for up to its drain limit, its leases renewed meanwhile; what is left is handed back.
     async fn drain(&self, mut tasks: JoinSet<()>, mut renew: tokio::time::Interval) {
         let held = self.queue.held().len();
         if held > 0 {
             tracing::info!(in_flight = held, "finishing in-flight events");
         }
-        let deadline = tokio::time::sleep(DRAIN);
+        let deadline = tokio::time::sleep(self.drain);
         tokio::pin!(deadline);
         let idle = self.queue.idle();
         tokio::pin!(idle);
@@ -420,7 +425,7 @@ mod tests {
     #[tokio::test]
     async fn held_leases_are_bounded_and_waited_for() {
         use futures_util::FutureExt;
-        let queue = Queue::new();
+        let queue = Queue::new(LEASE);
         for id in 0..i64::try_from(SLOTS + MAX_CLICKS).unwrap_or(0) {
             assert!(queue.hold_click(id));
         }
@@ -442,6 +447,6 @@ mod tests {
 
     #[test]
     fn each_start_has_its_own_owner() {
-        assert_ne!(Queue::new().owner(), Queue::new().owner());
+        assert_ne!(Queue::new(LEASE).owner(), Queue::new(LEASE).owner());
     }
 }

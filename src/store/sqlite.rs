@@ -12,7 +12,8 @@
 //! what waits and what an expired lease left, and a page of claims is one write through the
 //! writer thread. Lease times come from this host's clock: one process per file, so there
 //! is no other clock to disagree with. At open every lease still recorded belongs to a
-//! process that is gone (the file lock proves it), so those events are made due at once.
+//! process that is gone (the file lock proves it), so those events are made due at once (an
+//! attempt each, as a takeover is).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -116,8 +117,11 @@ impl SqliteStore {
         if fresh {
             // Whoever held these leases is gone: the file lock admits one process at a time
             // (a second store of this same process shares the leases it holds).
+            // As a takeover, each counts as an attempt: an event that kills whoever runs it
+            // ends after a few.
             conn.execute(
-                "UPDATE inbox SET lease_owner = NULL, lease_until = NULL, due_at = ?1
+                "UPDATE inbox SET lease_owner = NULL, lease_until = NULL, due_at = ?1,
+                     attempts = attempts + 1
                  WHERE status = 'pending' AND lease_owner IS NOT NULL",
                 [now_ms()],
             )?;

@@ -94,6 +94,8 @@ pub struct Options {
     pub outbox_first_pause: Duration,
     /// How long the worker's claim on an event lasts (renewed every third of it).
     pub inbox_lease: Duration,
+    /// How long a stop lets running events finish before handing them back.
+    pub inbox_drain: Duration,
 }
 
 impl Default for Options {
@@ -112,6 +114,7 @@ impl Default for Options {
             // Short, so a restart after a crash takes the dead bot's work over soon; renewed
             // every third of it, so a busy machine does not lose it.
             inbox_lease: Duration::from_secs(2),
+            inbox_drain: abort_bot::worker::DRAIN,
         }
     }
 }
@@ -239,6 +242,7 @@ async fn start(
         // Every test runs beside a busy poll: it must never double anything.
         inbox_poll: INBOX_POLL,
         inbox_lease: options.inbox_lease,
+        inbox_drain: options.inbox_drain,
         header_timeout: options.read_timeouts,
         body_timeout: options.read_timeouts,
         outbox_poll: Duration::from_millis(20),

@@ -4,6 +4,7 @@
 mod helpers;
 mod redis_server;
 
+mod backlog;
 mod card_rules;
 mod card_snapshots;
 mod commands;

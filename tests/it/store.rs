@@ -922,3 +922,118 @@ async fn a_held_click_is_leased_to_its_holder_until_it_expires(b: Backing) {
     );
     assert!(taken[0].taken_over);
 }
+
+#[tokio::test]
+async fn an_older_sqlite_file_is_migrated_and_a_dead_process_leases_are_cleared() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store.db");
+    {
+        // The inbox as versions before leases wrote it, with two events waiting (one of them
+        // tried twice) and one done.
+        let c = rusqlite::Connection::open(&path).expect("open");
+        c.execute_batch(
+            "CREATE TABLE inbox (
+                 id INTEGER PRIMARY KEY, dedup_key TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
+                 payload TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending',
+                 attempts INTEGER NOT NULL DEFAULT 0, received_at INTEGER NOT NULL,
+                 finished_at INTEGER);
+             CREATE INDEX inbox_pending ON inbox (status, id);
+             INSERT INTO inbox (dedup_key, kind, payload, attempts, received_at)
+                 VALUES ('message:om_1', 'message', '{\"n\":1}', 2, 1000),
+                        ('message:om_2', 'message', '{\"n\":2}', 0, 1001);
+             INSERT INTO inbox (dedup_key, kind, payload, status, received_at, finished_at)
+                 VALUES ('message:om_3', 'message', '{}', 'done', 1002, 1003);",
+        )
+        .expect("old layout");
+    }
+    let s = Store::open(&path).expect("opens and migrates");
+    let claimed = s.claim_inbox("a", 10, LONG).await.expect("claim");
+    let seen: Vec<(i64, &str, i64, bool)> = claimed
+        .iter()
+        .map(|i| (i.id, i.payload.as_str(), i.attempts, i.taken_over))
+        .collect();
+    assert_eq!(
+        seen,
+        [(1, "{\"n\":1}", 2, false), (2, "{\"n\":2}", 0, false)]
+    );
+    assert_eq!(
+        s.accept_message("ev_x".into(), "om_3".into(), "{}".into(), 1004)
+            .await,
+        Ok(Accepted::DuplicateMessage),
+        "the dedup of the old rows holds"
+    );
+    drop(s);
+    drop(claimed);
+
+    // A file whose process died holding leases: the next process (which takes the file
+    // lock) finds them due at once, each counted as an attempt. Written as that process left
+    // it: no store of this process has had it open.
+    let path = dir.path().join("crashed.db");
+    {
+        let c = rusqlite::Connection::open(&path).expect("open");
+        c.execute_batch(
+            "CREATE TABLE inbox (
+                 id INTEGER PRIMARY KEY, dedup_key TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
+                 payload TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending',
+                 attempts INTEGER NOT NULL DEFAULT 0, received_at INTEGER NOT NULL,
+                 finished_at INTEGER, due_at INTEGER NOT NULL DEFAULT 0, lease_owner TEXT,
+                 lease_until INTEGER);
+             INSERT INTO inbox (dedup_key, kind, payload, received_at, due_at, lease_owner,
+                                lease_until)
+                 VALUES ('click:c1', 'click', '{}', 1000, 99999999999999, 'dead-1',
+                         99999999999999);",
+        )
+        .expect("a dead process's lease");
+    }
+    let s = Store::open(&path).expect("opens");
+    let claimed = s.claim_inbox("a", 10, LONG).await.expect("claim");
+    assert_eq!(claimed.len(), 1, "{claimed:?}");
+    assert_eq!(
+        (claimed[0].kind.as_str(), claimed[0].attempts),
+        ("click", 1)
+    );
+}
+
+#[tokio::test]
+async fn a_layout_1_redis_is_migrated_at_open_and_an_unknown_layout_refused() {
+    let server = RedisServer::start();
+    for line in [
+        "SET abort-bot:schema 1",
+        "SET abort-bot:inbox:next-id 2",
+        "HSET abort-bot:inbox:1 kind message payload p1 attempts 2 status pending received_at 1000 dedup abort-bot:message:om_1",
+        "SET abort-bot:message:om_1 1",
+        "HSET abort-bot:inbox:2 kind message payload p2 attempts 0 status pending received_at 1001 dedup abort-bot:message:om_2",
+        "SET abort-bot:message:om_2 2",
+        "ZADD abort-bot:inbox:pending 1 1 2 2",
+    ] {
+        let reply = server.command(line);
+        assert!(!reply.starts_with('-'), "{line}: {reply}");
+    }
+    let s = redis_store(&server.url()).await;
+    assert_eq!(server.command("GET abort-bot:schema"), "$1\r\n2\r\n");
+    let claimed = s.claim_inbox("a", 10, LONG).await.expect("claim");
+    let seen: Vec<(i64, &str, i64)> = claimed
+        .iter()
+        .map(|i| (i.id, i.payload.as_str(), i.attempts))
+        .collect();
+    assert_eq!(seen, [(1, "p1", 2), (2, "p2", 0)]);
+    let next = s
+        .accept_message("ev_3".into(), "om_3".into(), "{}".into(), 1002)
+        .await;
+    assert_eq!(next, Ok(Accepted::New(3)), "ids go on from the old counter");
+    // Opening again changes nothing (already layout 2).
+    let again = redis_store(&server.url()).await;
+    assert_eq!(
+        ids_of(&again.claim_inbox("b", 10, LONG).await.expect("claim")),
+        [3]
+    );
+
+    let other = RedisServer::start();
+    other.command("SET abort-bot:schema 9");
+    let url = RedisUrl::parse(&other.url()).expect("url");
+    let refused = Store::open_redis(&url, RETENTION).await;
+    let Err(e) = refused else {
+        panic!("a layout from the future is refused");
+    };
+    assert!(e.to_string().contains("layout 9"), "{e}");
+}
