@@ -7,6 +7,16 @@
 //! without a durable disk; its module doc lists the keys). Both give the same guarantees: a
 //! caller hears back only once its write is durable, and every multi-key operation is
 //! atomic, so the routes and the worker never need to know which one they talk to.
+//!
+//! The inbox is the queue. Nothing waits in a process's memory: the worker claims a bounded
+//! page of due events with [`Store::claim_inbox`], each leased to it (owner + expiry), renews
+//! its leases while it works ([`Store::renew_inbox`]), hands them back on shutdown
+//! ([`Store::release_inbox`]) and stores a retry's pause with the event
+//! ([`Store::retry_inbox`]); finishing an event drops its lease. An event under a live lease
+//! is claimed by nobody else, and one whose lease expired (its holder died) is taken over by
+//! the next claim and counted as an attempt. Lease times are read from the store's own clock
+//! (the Redis server's `TIME`; for SQLite, one process per file, the host's), never compared
+//! with a bot's, so bots whose clocks disagree cannot both hold an event.
 
 mod redis;
 mod redis_url;
