@@ -408,3 +408,73 @@ async fn two_bots_on_one_redis_with_clocks_a_minute_apart_never_both_run_an_even
     assert_eq!(claimed, 24, "each event claimed once, by one of them");
     assert_eq!(a.takeovers().await + b.takeovers().await, 0);
 }
+
+#[tokio::test]
+async fn a_stop_hands_a_slow_click_back_and_the_next_start_ends_it_green() {
+    let mut app = spawn_with(Options {
+        inbox_drain: Duration::from_millis(500),
+        ..Options::default()
+    })
+    .await;
+    let (message_id, _) = app.say_for_card(ALICE, Chat::Group, "/abort 12345").await;
+    app.project
+        .push_fault(Endpoint::Abort, Fault::Hang { apply: true });
+    let clicked = app
+        .click(
+            &ClickOn::button(&app, BOB, &message_id, "go")
+                .form(json!({"option": "repeat", "reason": ""})),
+        )
+        .await;
+    assert!(
+        clicked.toast_en().contains("Working on it"),
+        "{}",
+        clicked.body
+    );
+    wait_for_puts(&app, 1).await;
+    app.stop().await.expect("stops");
+    // Handed back: due at once for whoever comes next, not left to its lease.
+    let store = app.open_store().await;
+    let claimed = store
+        .claim_inbox("next", 10, Duration::from_secs(60))
+        .await
+        .expect("claim");
+    assert_eq!(
+        claimed
+            .iter()
+            .map(|i| (i.kind.as_str(), i.taken_over))
+            .collect::<Vec<_>>(),
+        [("click", false)]
+    );
+    store
+        .release_inbox("next", &[claimed[0].id])
+        .await
+        .expect("release");
+    drop(store);
+
+    let app = app.restart().await;
+    wait_within(
+        "the resumed click's result",
+        Duration::from_secs(15),
+        || {
+            app.lark
+                .message(&message_id)
+                .is_some_and(|m| card_color(&m.card) == "green")
+        },
+    )
+    .await;
+    app.settled().await;
+    let puts = app.project.requests_to("PUT", "/open_api/");
+    assert_eq!(puts.len(), 2, "the cut-short PUT and its retry");
+    assert_eq!(puts[0].header("x-idem-uuid"), puts[1].header("x-idem-uuid"));
+    assert_eq!(card_updates(&app), 1, "one result delivered");
+}
+
+fn card_updates(app: &TestApp) -> usize {
+    app.lark
+        .requests_to("PATCH", "/open-apis/im/v1/messages/")
+        .len()
+        + app
+            .lark
+            .requests_to("POST", "/open-apis/interactive/v1/card/update")
+            .len()
+}
