@@ -483,4 +483,28 @@ mod tests {
             "{text}"
         );
     }
+
+    #[test]
+    fn the_inbox_gauges_and_lease_counters_are_exposed() {
+        let m = Metrics::default();
+        m.inbox(3, 42);
+        m.inbox_claimed(5, 2);
+        m.inbox_claimed(1, 0);
+        m.inbox_lease_lost();
+        m.inbox_handed_back(4);
+        let text = m.render();
+        for line in [
+            "abort_bot_inbox_pending 3",
+            "abort_bot_inbox_oldest_age_seconds 42",
+            "abort_bot_inbox_claimed_total 6",
+            "abort_bot_inbox_takeovers_total 2",
+            "abort_bot_inbox_leases_lost_total 1",
+            "abort_bot_inbox_handed_back_total 4",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
+        // A later reading replaces the gauges.
+        m.inbox(0, 0);
+        assert!(m.render().lines().any(|l| l == "abort_bot_inbox_pending 0"));
+    }
 }

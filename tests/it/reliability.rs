@@ -145,14 +145,16 @@ pub async fn stored_but_never_queued(app: TestApp) {
 
 #[tokio::test]
 async fn a_renewed_lease_keeps_a_slow_event_from_a_second_run() {
-    // A lease far shorter than the slow PUT: only its renewals keep the event this bot's.
+    // A lease far shorter than the slow PUT: only its renewals (every 0.5 s) keep the event
+    // this bot's.
     let app = spawn_with(Options {
-        inbox_lease: Duration::from_millis(300),
+        inbox_lease: Duration::from_millis(1500),
+        upstream_timeout: Duration::from_secs(15),
         ..Options::default()
     })
     .await;
     app.project
-        .push_fault(Endpoint::Abort, Fault::Delay(Duration::from_secs(2)));
+        .push_fault(Endpoint::Abort, Fault::Delay(Duration::from_secs(5)));
     let message_id = app.send(ALICE, Chat::Group, "/abort 12345 test").await;
     app.reply_to(&message_id).await;
     assert_eq!(app.settled_replies(&message_id).await.len(), 1);
