@@ -121,6 +121,49 @@ fn pending_in(db: &Path) -> u64 {
     .expect("count")
 }
 
+/// Where a backlog is stored.
+#[derive(Debug, Clone, Copy)]
+enum Backing {
+    Sqlite,
+    Redis,
+}
+
+/// Stores `n` events in Redis through the Store API, many at once.
+async fn seed_redis(url: &str, n: usize) {
+    let url = abort_bot::store::RedisUrl::parse(url).expect("redis url");
+    let store = Store::open_redis(&url, Duration::from_secs(3600))
+        .await
+        .expect("redis store");
+    let (first_id, template) = unmentioned(0);
+    let mut tasks = tokio::task::JoinSet::new();
+    for chunk in (0..n).step_by(2048) {
+        for i in chunk..(chunk + 2048).min(n) {
+            let (store, template, first_id) = (store.clone(), template.clone(), first_id.clone());
+            tasks.spawn(async move {
+                let message_id = format!("om_seed_{i:08}");
+                let payload = template.replace(&first_id, &message_id);
+                store
+                    .accept_message(format!("ev_seed_{i:08}"), message_id, payload, NOW)
+                    .await
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            let accepted = done.expect("join");
+            assert!(matches!(accepted, Ok(Accepted::New(_))), "{accepted:?}");
+        }
+    }
+}
+
+/// Unfinished events in the Redis store.
+fn zcard_pending(server: &RedisServer) -> u64 {
+    let reply = server.command("ZCARD abort-bot:inbox:pending");
+    reply
+        .trim()
+        .trim_start_matches(':')
+        .parse()
+        .unwrap_or_else(|_| panic!("a count: {reply}"))
+}
+
 /// What one backlog run measured (printed for the record; the bounds are asserted).
 #[derive(Debug)]
 struct Measured {
@@ -136,19 +179,33 @@ struct Measured {
 
 /// Seeds `n` events, starts a real bot on them and samples it while it drains (until empty
 /// or `window`), posting a new event every 100 ms; then stops it with SIGTERM.
-async fn drain_a_backlog(n: usize, window: Duration) -> Measured {
+async fn drain_a_backlog(n: usize, window: Duration, on: Backing) -> Measured {
     let (_lark, lark_addr, _project, project_addr) = emulators().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let db = dir.path().join("bot.db");
+    let redis = matches!(on, Backing::Redis).then(RedisServer::start);
     let seeding = Instant::now();
-    seed(&db, n).await;
+    let store_url = match &redis {
+        None => {
+            seed(&db, n).await;
+            format!("sqlite://{}", db.display())
+        }
+        Some(server) => {
+            seed_redis(&server.url(), n).await;
+            server.url()
+        }
+    };
     let seed_time = seeding.elapsed();
+    let pending_in = |db: &Path| match &redis {
+        None => pending_in(db),
+        Some(server) => zcard_pending(server),
+    };
     assert_eq!(pending_in(&db), u64::try_from(n).expect("n"));
 
     let env = base_env(
         &format!("http://{lark_addr}"),
         &format!("http://{project_addr}"),
-        &format!("sqlite://{}", db.display()),
+        &store_url,
     );
     let started = Instant::now();
     let mut bot = Bot::start("serve", &env);
@@ -204,7 +261,7 @@ async fn drain_a_backlog(n: usize, window: Duration) -> Measured {
         sampled_for,
     };
     eprintln!(
-        "backlog of {}: seeded in {:?}, listening after {:?}, at most {} KiB resident over \
+        "backlog of {} in {on:?}: seeded in {:?}, listening after {:?}, at most {} KiB resident over \
          {:?}, {} new deliveries acknowledged (slowest {:?}), {} drained",
         measured.seeded,
         measured.seed_time,
@@ -242,7 +299,13 @@ fn assert_bounded(m: &Measured) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_of_20_000_drains_in_bounded_memory_while_new_events_are_acknowledged() {
-    let m = drain_a_backlog(20_000, Duration::from_secs(10)).await;
+    let m = drain_a_backlog(20_000, Duration::from_secs(10), Backing::Sqlite).await;
+    assert_bounded(&m);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_of_20_000_in_redis_drains_in_bounded_memory_while_new_events_are_acknowledged() {
+    let m = drain_a_backlog(20_000, Duration::from_secs(10), Backing::Redis).await;
     assert_bounded(&m);
 }
 
@@ -251,7 +314,16 @@ async fn a_backlog_of_20_000_drains_in_bounded_memory_while_new_events_are_ackno
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "long: 200 000 events; run with --ignored"]
 async fn a_backlog_of_200_000_drains_in_bounded_memory_while_new_events_are_acknowledged() {
-    let m = drain_a_backlog(200_000, Duration::from_secs(20)).await;
+    let m = drain_a_backlog(200_000, Duration::from_secs(20), Backing::Sqlite).await;
+    assert_bounded(&m);
+}
+
+/// The same in Redis: `cargo test --test it backlog:: -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long: 200 000 events; run with --ignored"]
+async fn a_backlog_of_200_000_in_redis_drains_in_bounded_memory_while_new_events_are_acknowledged()
+{
+    let m = drain_a_backlog(200_000, Duration::from_secs(20), Backing::Redis).await;
     assert_bounded(&m);
 }
 
