@@ -10,10 +10,10 @@
 //! durably under the card's nonce, so a double click, a redelivery or a second person gets a
 //! toast saying who already acted. A failure that belongs to the clicker (not a user, no
 //! permission) gives the claim back and answers that person alone: the shared card stays as
-//! it was, usable by the others. The work runs under a 2.5 s budget; past it the click is
-//! first stored durably as an inbox item of kind `click` (leased to this process, renewed and
-//! handed back by the worker's [`Queue`]), and only then does the clicker hear "working on
-//! it". The work goes on; its result is stored in the outbox ([`crate::outbox`]) in the same
+//! it was, usable by the others. The work runs under a 2.5 s budget; 0.5 s before its end
+//! the click is first stored durably as an inbox item of kind `click` (leased to this
+//! process, renewed and handed back by the worker's [`Queue`]), and only then does the
+//! clicker hear "working on it". The work goes on; its result is stored in the outbox ([`crate::outbox`]) in the same
 //! write that finishes the item, and the outbox delivers it with the delayed-update API while
 //! the click's token is valid, or a PATCH. If this process stops or dies first, whoever
 //! claims the item next resumes it ([`Interact::resume`]): the card's claim is still held by
@@ -44,6 +44,8 @@ pub const INTERACTION_WINDOW_SECS: i64 = 14 * 24 * 3600;
 pub const DEFAULT_BUDGET: Duration = Duration::from_millis(2500);
 /// An unfinished claim older than this belongs to a click whose process died.
 const STALE_CLAIM_SECS: i64 = 120;
+/// What the budget keeps for storing a click that outlives it, before the answer goes out.
+const HOLD_ROOM: Duration = Duration::from_millis(500);
 /// The pause before a slow click whose store write failed is tried again.
 const RETRY_PAUSE: Duration = Duration::from_secs(5);
 /// The delayed update must come after Lark has the callback's answer; the answer leaves as
@@ -201,7 +203,11 @@ impl Interact {
             claim,
             false,
         ));
-        let left = self.budget.saturating_sub(started.elapsed());
+        // Past the budget (less the room to store the click durably) the answer goes out.
+        let left = self
+            .budget
+            .saturating_sub(HOLD_ROOM)
+            .saturating_sub(started.elapsed());
         match tokio::time::timeout(left, &mut work).await {
             Ok(Ok(Step::Acted(toast, card))) => CallbackAnswer {
                 toast: Some(toast),
