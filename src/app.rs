@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::card_value::Signer;
 use crate::chat::Chat;
@@ -25,8 +25,8 @@ use crate::project::client::{ProjectClient, ProjectClientConfig};
 use crate::retry::RetryPolicy;
 use crate::routes::{AppState, ListenerLimits, READ_TIMEOUT, router, serve};
 use crate::service::Service;
-use crate::store::{InboxItem, Store, StoreError};
-use crate::worker::{Queue, SWEEP_EVERY, SWEEP_GRACE, Worker};
+use crate::store::{Store, StoreError};
+use crate::worker::{DRAIN, LEASE, POLL, Queue, Worker};
 
 /// What start-up can fail on.
 #[derive(Debug, thiserror::Error)]
@@ -49,13 +49,15 @@ pub struct Overrides {
     pub retry: RetryPolicy,
     pub upstream_timeout: Duration,
     pub tap: Option<Tap>,
-    /// How often the worker sweeps the inbox for pending events nobody queued.
-    pub sweep_every: Duration,
+    /// How often the worker reads the inbox for work nobody woke it for.
+    pub inbox_poll: Duration,
+    /// How long the worker's claim on an event lasts before another process may take it.
+    pub inbox_lease: Duration,
+    /// How long shutdown lets running events finish before handing them back.
+    pub inbox_drain: Duration,
     /// How long the listener waits for a request's headers, then for its body.
     pub header_timeout: Duration,
     pub body_timeout: Duration,
-    /// How old (by the clock) a pending event must be before a sweep queues it.
-    pub sweep_grace: Duration,
     /// How often the outbox is read for deliveries that became due.
     pub outbox_poll: Duration,
     /// The outbox's pause after a first failed try (it doubles after each one).
@@ -69,10 +71,11 @@ impl Default for Overrides {
             retry: RetryPolicy::default(),
             upstream_timeout: Duration::from_secs(10),
             tap: None,
-            sweep_every: SWEEP_EVERY,
+            inbox_poll: POLL,
+            inbox_lease: LEASE,
+            inbox_drain: DRAIN,
             header_timeout: READ_TIMEOUT,
             body_timeout: READ_TIMEOUT,
-            sweep_grace: SWEEP_GRACE,
             outbox_poll: Duration::from_secs(1),
             outbox_first_pause: crate::outbox::FIRST_PAUSE,
         }
@@ -120,7 +123,6 @@ pub struct App {
     state: AppState,
     worker: Worker,
     sender: Sender,
-    queue: mpsc::UnboundedReceiver<InboxItem>,
     /// The long connection, in `websocket` mode.
     ws: Option<LongConnection<AppState>>,
     limits: ListenerLimits,
@@ -161,22 +163,16 @@ impl App {
         });
         let signer = Arc::new(Signer::new(settings.card_secret.clone()));
         let outbox = Outbox::new(store.clone(), o.clock.clone());
+        // What a crash left pending stays in the store: the worker claims it a page at a
+        // time, like anything else.
+        let queue = Queue::new(o.inbox_lease);
         let interact = Arc::new(Interact {
             service: service.clone(),
             signer: signer.clone(),
             budget: DEFAULT_BUDGET,
             outbox: outbox.clone(),
+            queue: queue.clone(),
         });
-        let (tx, rx) = Queue::new();
-        // What a crash left pending is queued before the server accepts anything (the queue
-        // would refuse a second copy anyway: it tracks what is in flight).
-        let pending = store.pending(usize::MAX).await?;
-        if !pending.is_empty() {
-            tracing::info!(count = pending.len(), "resuming events left pending");
-        }
-        for item in pending {
-            tx.send(item);
-        }
         let verifier = Arc::new(Verifier::new(
             settings.lark.verification_token.clone(),
             settings.lark.encrypt_key.clone(),
@@ -186,7 +182,7 @@ impl App {
         let state = AppState {
             verifier,
             store: store.clone(),
-            queue: tx,
+            queue: queue.clone(),
             metrics: clients.metrics.clone(),
             clock: o.clock.clone(),
             interact,
@@ -220,19 +216,21 @@ impl App {
                 batch_confirm: settings.batch_confirm,
                 budget: DEFAULT_BUDGET,
             }),
+            interact: state.interact.clone(),
             clock: o.clock,
             retention: settings.dedup_retention,
             audit_retention: settings.audit_retention,
-            sweep_every: o.sweep_every,
-            sweep_grace: o.sweep_grace,
+            queue,
+            poll: o.inbox_poll,
+            drain: o.inbox_drain,
             metrics: clients.metrics,
+            give_up_after: settings.reply_retry,
         };
         Ok(App {
             listener,
             state,
             worker,
             sender,
-            queue: rx,
             ws,
             limits: ListenerLimits {
                 header_timeout: o.header_timeout,
@@ -253,12 +251,11 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let requeue = self.state.queue.clone();
         // The outbox stops after the worker, so the answers of the events it finishes at
         // shutdown still go out (or stay stored for the next start).
         let (sender_stop_tx, sender_stop_rx) = watch::channel(false);
         let sender = tokio::spawn(self.sender.run(sender_stop_rx));
-        let worker = tokio::spawn(self.worker.run(self.queue, requeue, stop_rx));
+        let worker = tokio::spawn(self.worker.run(stop_rx));
         // The long connection stops with the server (dropping the sender stops it too).
         let (ws_stop_tx, ws_stop_rx) = watch::channel(false);
         let ws = self.ws.map(|ws| {

@@ -1,6 +1,6 @@
 //! What happens to a verified delivery from Lark, whichever transport brought it (the
-//! webhook routes or the long connection): store it durably under its dedup keys and queue
-//! it, or answer a card click inline. Each transport only maps the [`Ingested`] outcome to
+//! webhook routes or the long connection): store it durably under its dedup keys and wake
+//! the worker (the store is the queue), or answer a card click inline. Each transport only maps the [`Ingested`] outcome to
 //! its own reply (an HTTP response, an ack frame), so both behave the same by construction.
 
 use serde_json::{Value, json};
@@ -13,7 +13,7 @@ use crate::lark::verify::Refusal;
 use crate::lark::ws::EventHandler;
 use crate::lark::ws::frame::Ack;
 use crate::routes::AppState;
-use crate::store::{Accepted, InboxItem};
+use crate::store::Accepted;
 
 /// The outcome of one delivery; metrics and logs are already done.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,7 +32,7 @@ pub enum Ingested {
     StoreFailed,
 }
 
-/// Stores, dedups and queues one delivery, or answers it (challenge, card click).
+/// Stores and dedups one delivery (waking the worker), or answers it (challenge, card click).
 pub async fn ingest(
     state: &AppState,
     route: &'static str,
@@ -64,19 +64,13 @@ pub async fn ingest(
             let now = state.clock.now_secs();
             let accepted = state
                 .store
-                .accept_message(env.event_id, msg.message_id.clone(), payload.clone(), now)
+                .accept_message(env.event_id, msg.message_id.clone(), payload, now)
                 .instrument(event_span(&msg))
                 .await;
             match accepted {
-                Ok(Accepted::New(id)) => {
+                Ok(Accepted::New(_)) => {
                     state.metrics.inbound(route, "accepted");
-                    state.queue.send(InboxItem {
-                        id,
-                        kind: "message".into(),
-                        payload,
-                        attempts: 0,
-                        received_at: now,
-                    });
+                    state.queue.wake();
                     Ingested::Acknowledged
                 }
                 Ok(Accepted::DuplicateEvent | Accepted::DuplicateMessage) => {

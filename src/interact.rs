@@ -10,15 +10,21 @@
 //! durably under the card's nonce, so a double click, a redelivery or a second person gets a
 //! toast saying who already acted. A failure that belongs to the clicker (not a user, no
 //! permission) gives the claim back and answers that person alone: the shared card stays as
-//! it was, usable by the others. The work runs under a 2.5 s budget; past it the clicker
-//! hears "working on it" and the result is stored in the outbox ([`crate::outbox`]), which
-//! delivers it with the delayed-update API while the click's token is valid, or a PATCH, and
-//! keeps trying across a stop or a crash until it lands.
+//! it was, usable by the others. The work runs under a 2.5 s budget; 0.5 s before its end
+//! the click is first stored durably as an inbox item of kind `click` (leased to this
+//! process, renewed and handed back by the worker's [`Queue`]), and only then does the
+//! clicker hear "working on it". The work goes on; its result is stored in the outbox ([`crate::outbox`]) in the same
+//! write that finishes the item, and the outbox delivers it with the delayed-update API while
+//! the click's token is valid, or a PATCH. If this process stops or dies first, whoever
+//! claims the item next resumes it ([`Interact::resume`]): the card's claim is still held by
+//! that very click and unfinished, so it acts again (the same `X-IDEM-UUID`: Feishu Project
+//! changes the item once) and delivers the result. A card is never left "in progress".
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -26,11 +32,13 @@ use crate::audit::{self, Origin, Source};
 use crate::card_value::{ButtonValue, CardStamp, Kind, Signer};
 use crate::cards::Vars;
 use crate::domain::ReasonOption;
-use crate::lark::card_action::{CallbackAnswer, CardClick, Toast};
+use crate::lark::card_action::{CallbackAnswer, CallbackForm, CardClick, Toast};
+use crate::lark::message::UserIds;
 use crate::outbox::{CARD_TOKEN_VALID, Delivery, Outbox};
 use crate::service::{ActReport, ActRequest, Outcome, Service, reply_uuid};
-use crate::store::{AuditRecord, CardClaim, Claim, ClaimRequest};
+use crate::store::{AuditRecord, CardClaim, Claim, ClaimRequest, Finish};
 use crate::views;
+use crate::worker::Queue;
 
 /// JSON 2.0 cards can be used for 14 days after they were sent.
 pub const INTERACTION_WINDOW_SECS: i64 = 14 * 24 * 3600;
@@ -38,6 +46,10 @@ pub const INTERACTION_WINDOW_SECS: i64 = 14 * 24 * 3600;
 pub const DEFAULT_BUDGET: Duration = Duration::from_millis(2500);
 /// An unfinished claim older than this belongs to a click whose process died.
 const STALE_CLAIM_SECS: i64 = 120;
+/// What the budget keeps for storing a click that outlives it, before the answer goes out.
+const HOLD_ROOM: Duration = Duration::from_millis(500);
+/// The pause before a slow click whose store write failed is tried again.
+const RETRY_PAUSE: Duration = Duration::from_secs(5);
 /// The delayed update must come after Lark has the callback's answer; the answer leaves as
 /// soon as the handler returns, so waiting this long after it is enough.
 const AFTER_ANSWER: Duration = Duration::from_millis(300);
@@ -49,12 +61,65 @@ pub struct Interact {
     pub budget: Duration,
     /// Where a result that outlives the answer goes.
     pub outbox: Outbox,
+    /// Holds the lease of a click that outlives its answer.
+    pub queue: Queue,
+}
+
+/// A click that outlived its answer, as stored in the inbox (kind `click`): everything needed
+/// to run it again after a restart. The value is stored as sent and verified again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct HeldClick {
+    click_id: String,
+    operator: UserIds,
+    card_token: Option<String>,
+    open_message_id: Option<String>,
+    open_chat_id: Option<String>,
+    value: Value,
+    option: Option<String>,
+    input_value: Option<String>,
+    form_value: Map<String, Value>,
+    /// Until when (Unix ms) the delayed-update token is valid.
+    token_until: i64,
+}
+
+impl HeldClick {
+    fn of(click: &CardClick, token_until: i64) -> Self {
+        Self {
+            click_id: click.click_id.clone(),
+            operator: click.operator.clone(),
+            card_token: click.card_token.clone(),
+            open_message_id: click.open_message_id.clone(),
+            open_chat_id: click.open_chat_id.clone(),
+            value: click.value.clone(),
+            option: click.option.clone(),
+            input_value: click.input_value.clone(),
+            form_value: click.form_value.clone(),
+            token_until,
+        }
+    }
+
+    fn click(&self) -> CardClick {
+        CardClick {
+            form: CallbackForm::V2,
+            click_id: self.click_id.clone(),
+            operator: self.operator.clone(),
+            card_token: self.card_token.clone(),
+            open_message_id: self.open_message_id.clone(),
+            open_chat_id: self.open_chat_id.clone(),
+            value: self.value.clone(),
+            option: self.option.clone(),
+            input_value: self.input_value.clone(),
+            form_value: self.form_value.clone(),
+        }
+    }
 }
 
 /// How a Go click ended.
 enum Step {
     /// Acted: the toast and the card that shows the result (stored with the claim).
     Acted(Toast, Value),
+    /// Resuming a click whose result was stored before its process stopped: that card.
+    Shown(Value),
     /// Failed for the clicker alone; the card's action was not taken (or was given back).
     Personal(Outcome),
     /// Someone (or this very click, delivered before) already took the card's action.
@@ -132,75 +197,23 @@ impl Interact {
         reason: String,
         started: Instant,
     ) -> CallbackAnswer {
-        let req = ActRequest {
-            action: value.action,
-            option,
-            reason,
-            refs: value.items.clone(),
-            chat_id: click.open_chat_id.clone(),
-            // One card acts once, so the card and the clicker (not the click) name the
-            // request: a double click can never produce a second X-IDEM-UUID, and a try that
-            // Feishu Project refused the clicker does not use up the key of whoever clicks next.
-            origin: format!(
-                "card:{}:{}",
-                value.nonce,
-                click.operator.open_id.as_deref().unwrap_or_default()
-            ),
-            actor: click.operator.clone(),
-        };
-        let service = self.service.clone();
-        let signer = self.signer.clone();
-        let claim = claim_request(click, &value, service.clock.now_secs());
-        let mut work = tokio::spawn(async move {
-            // Who the clicker is, before the card's one action is taken: someone Feishu
-            // Project does not know leaves the card to the others.
-            let (nonce, click_id) = (claim.nonce.clone(), claim.click_id.clone());
-            let user_key = match service.user_key(&req.actor).await {
-                Ok(k) => k,
-                Err(outcome) => {
-                    let report = ActReport::refused(&req, outcome.clone());
-                    let lines = audit_lines(&service, &report, &req, &click_id).await;
-                    if let Err(e) = service.store.record_audit(lines).await {
-                        tracing::error!(error = %e, "cannot record a refused click in the audit trail");
-                    }
-                    return Step::Personal(outcome);
-                }
-            };
-            match service.store.claim_card(claim).await {
-                Ok(Claim::Granted) => {}
-                Ok(Claim::Held(held)) => return Step::Held(held),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot claim a card; nothing done");
-                    return Step::Failed;
-                }
-            }
-            let report = service.act_as(&req, Ok(user_key)).await;
-            let lines = audit_lines(&service, &report, &req, &click_id).await;
-            if let Some(outcome) = personal(&report) {
-                // Nothing changed, and only because of who clicked: the card is theirs no more.
-                if let Err(e) = service.store.release_card(nonce, click_id).await {
-                    tracing::error!(error = %e, "cannot give a card's action back");
-                }
-                if let Err(e) = service.store.record_audit(lines).await {
-                    tracing::error!(error = %e, "cannot record a refused click in the audit trail");
-                }
-                return Step::Personal(outcome);
-            }
-            let stamp = CardStamp::new(&signer, service.clock.now_secs());
-            let card = views::act_report(&report, &service.web_url, &stamp);
-            let stored = service
-                .store
-                .finish_card(nonce, card.to_string(), lines)
-                .await;
-            if let Err(e) = stored {
-                tracing::error!(error = %e, "cannot store a card's result");
-            }
-            Step::Acted(views::toast_result(&report), card)
-        }.in_current_span());
-        let left = self.budget.saturating_sub(started.elapsed());
+        let req = act_request(click, &value, option, reason);
+        let claim = claim_request(click, &value, self.service.clock.now_secs());
+        let mut work = tokio::spawn(
+            work(self.service.clone(), self.signer.clone(), req, claim, false).in_current_span(),
+        );
+        // Past the budget (less the room to store the click durably) the answer goes out.
+        let left = self
+            .budget
+            .saturating_sub(HOLD_ROOM)
+            .saturating_sub(started.elapsed());
         match tokio::time::timeout(left, &mut work).await {
             Ok(Ok(Step::Acted(toast, card))) => CallbackAnswer {
                 toast: Some(toast),
+                card: Some(card),
+            },
+            Ok(Ok(Step::Shown(card))) => CallbackAnswer {
+                toast: None,
                 card: Some(card),
             },
             Ok(Ok(Step::Personal(outcome))) => CallbackAnswer {
@@ -214,61 +227,137 @@ impl Interact {
                 toast_only("error", "toast_error")
             }
             Err(_) => {
+                // Durable before the clicker hears anything: from here a stop or a crash
+                // cannot leave the card "in progress" (the next holder resumes it).
+                let held = self.hold(click).await;
                 let answered = Instant::now();
-                let outbox = self.outbox.clone();
-                let token_until = self.service.clock.now_millis().saturating_add(
-                    i64::try_from(CARD_TOKEN_VALID.as_millis()).unwrap_or(i64::MAX),
-                );
-                let token = click.card_token.clone();
-                let message_id = click.open_message_id.clone();
-                let clicker = click.operator.open_id.clone();
-                let click_id = click.click_id.clone();
-                let nonce = value.nonce.clone();
-                let action = value.action;
-                tokio::spawn(async move {
-                    let (key, delivery) = match work.await {
-                        Ok(Step::Acted(_, card)) => {
+                let late = Late {
+                    service: self.service.clone(),
+                    outbox: self.outbox.clone(),
+                    queue: self.queue.clone(),
+                    nonce: value.nonce.clone(),
+                    action: value.action,
+                };
+                let click = click.clone();
+                tokio::spawn(
+                    async move {
+                        let step = match work.await {
+                            Ok(step) => step,
+                            Err(e) => {
+                                tracing::error!(error = %e, "a slow card action failed");
+                                Step::Failed
+                            }
+                        };
+                        if matches!(step, Step::Acted(..)) {
                             // The delayed update must come after Lark has the answer (§3.4).
                             tokio::time::sleep_until(answered + AFTER_ANSWER).await;
-                            let update = Delivery::Update {
-                                token,
-                                token_until,
-                                message_id,
-                                card,
-                            };
-                            (format!("click:{nonce}"), update)
                         }
-                        // The clicker heard only "working on it": tell them alone, in a
-                        // direct message; the shared card was never touched.
-                        Ok(Step::Personal(outcome)) => {
-                            let Some(open_id) = clicker else {
-                                tracing::warn!("a slow click failed for a clicker with no open_id");
-                                return;
-                            };
-                            let card = views::outcome_only(&outcome, action, Some(&open_id));
-                            let send = Delivery::Send {
-                                receive_id_type: "open_id".into(),
-                                uuid: reply_uuid(&format!("personal|{click_id}")),
-                                receive_id: open_id,
-                                card,
-                            };
-                            (format!("personal:{click_id}"), send)
+                        match held {
+                            Some((id, click)) => late.settle(id, &click, step).await,
+                            None => {
+                                late.settle_unheld(click_token_until(&late.service), click, step)
+                                    .await
+                            }
                         }
-                        // Someone else's click took the card; its own answer shows the result.
-                        Ok(Step::Held(_)) => return,
-                        Ok(Step::Failed) | Err(_) => {
-                            tracing::error!("a slow card action failed; the card stays as it was");
-                            return;
-                        }
-                    };
-                    if let Err(e) = outbox.add(key, &delivery).await {
-                        tracing::error!(error = %e, "cannot store a click's late result; the card stays as it was");
                     }
-                }
-                .in_current_span());
+                    .in_current_span(),
+                );
                 toast_only("info", "toast_working")
             }
         }
+    }
+
+    /// Stores a click that outlives its answer as a leased inbox item, held here; `None`
+    /// when it could not be stored (logged: its result then goes to the outbox alone).
+    async fn hold(&self, click: &CardClick) -> Option<(i64, HeldClick)> {
+        let held = HeldClick::of(click, click_token_until(&self.service));
+        let payload = match serde_json::to_string(&held) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot write a slow click down");
+                return None;
+            }
+        };
+        let stored = self
+            .service
+            .store
+            .hold_click(
+                self.queue.owner(),
+                click.click_id.clone(),
+                payload,
+                self.service.clock.now_secs(),
+                self.queue.lease(),
+            )
+            .await;
+        match stored {
+            Ok(Some(id)) => {
+                if !self.queue.hold_click(id) {
+                    // Too many held here: the lease is renewed by nobody, so another claim
+                    // takes it over once it expires, and acting twice is harmless.
+                    tracing::warn!(
+                        inbox_id = id,
+                        "too many slow clicks held; this one is left to its lease"
+                    );
+                }
+                Some((id, held))
+            }
+            Ok(None) => {
+                tracing::warn!("a slow click was stored before; its first holder finishes it");
+                None
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot store a slow click; if this process stops before it ends, the card keeps its buttons");
+                None
+            }
+        }
+    }
+
+    /// Runs a click that outlived its answer again, after its holder stopped (inbox item `id`,
+    /// claimed by the worker): acts as the click would have (the same idempotency key), then
+    /// finishes the item with the result to deliver.
+    pub async fn resume(&self, id: i64, payload: &str) {
+        let late = Late {
+            service: self.service.clone(),
+            outbox: self.outbox.clone(),
+            queue: self.queue.clone(),
+            nonce: String::new(),
+            action: crate::domain::Action::Abort,
+        };
+        let Ok(held) = serde_json::from_str::<HeldClick>(payload) else {
+            tracing::error!(inbox_id = id, "a stored click is not readable; dropping it");
+            late.end(id, Finish::Failed).await;
+            return;
+        };
+        let click = held.click();
+        let Ok(value) = self.signer.verify(&click.value) else {
+            tracing::error!(
+                inbox_id = id,
+                "a stored click's value no longer verifies; dropping it"
+            );
+            late.end(id, Finish::Failed).await;
+            return;
+        };
+        let Ok((option, reason)) = choose(&value, &click) else {
+            tracing::error!(
+                inbox_id = id,
+                "a stored click has no usable choice; dropping it"
+            );
+            late.end(id, Finish::Failed).await;
+            return;
+        };
+        tracing::info!(
+            inbox_id = id,
+            "resuming a card click its first holder did not finish"
+        );
+        let late = Late {
+            nonce: value.nonce.clone(),
+            action: value.action,
+            ..late
+        };
+        let req = act_request(&click, &value, option, reason);
+        let claim = claim_request(&click, &value, self.service.clock.now_secs());
+        let step = work(self.service.clone(), self.signer.clone(), req, claim, true).await;
+        late.settle(id, &held, step).await;
     }
 
     /// The answer when the card was used before: by this very click (a redelivery: the same
@@ -354,6 +443,209 @@ async fn audit_lines(
             at_ms: service.clock.now_millis(),
         },
     )
+}
+
+/// Until when (Unix ms) a click's delayed-update token is valid, counted from now.
+fn click_token_until(service: &Service) -> i64 {
+    service
+        .clock
+        .now_millis()
+        .saturating_add(i64::try_from(CARD_TOKEN_VALID.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The request a Go click makes of Feishu Project.
+fn act_request(
+    click: &CardClick,
+    value: &ButtonValue,
+    option: ReasonOption,
+    reason: String,
+) -> ActRequest {
+    ActRequest {
+        action: value.action,
+        option,
+        reason,
+        refs: value.items.clone(),
+        chat_id: click.open_chat_id.clone(),
+        // One card acts once, so the card and the clicker (not the click) name the
+        // request: a double click can never produce a second X-IDEM-UUID, and a try that
+        // Feishu Project refused the clicker does not use up the key of whoever clicks next.
+        origin: format!(
+            "card:{}:{}",
+            value.nonce,
+            click.operator.open_id.as_deref().unwrap_or_default()
+        ),
+        actor: click.operator.clone(),
+    }
+}
+
+/// A Go click's work: who the clicker is, the card's claim, the action, the result card.
+/// `resuming`: this click's own unfinished claim (its process stopped mid-way) lets it act
+/// again, and its own finished one is shown as it is.
+async fn work(
+    service: Arc<Service>,
+    signer: Arc<Signer>,
+    req: ActRequest,
+    claim: ClaimRequest,
+    resuming: bool,
+) -> Step {
+    // Who the clicker is, before the card's one action is taken: someone Feishu
+    // Project does not know leaves the card to the others.
+    let (nonce, click_id) = (claim.nonce.clone(), claim.click_id.clone());
+    let user_key = match service.user_key(&req.actor).await {
+        Ok(k) => k,
+        Err(outcome) => {
+            let report = ActReport::refused(&req, outcome.clone());
+            let lines = audit_lines(&service, &report, &req, &click_id).await;
+            if let Err(e) = service.store.record_audit(lines).await {
+                tracing::error!(error = %e, "cannot record a refused click in the audit trail");
+            }
+            return Step::Personal(outcome);
+        }
+    };
+    match service.store.claim_card(claim).await {
+        Ok(Claim::Granted) => {}
+        Ok(Claim::Held(held)) if resuming && held.click_id == click_id => {
+            if let Some(card) = held
+                .result
+                .as_deref()
+                .and_then(|r| serde_json::from_str::<Value>(r).ok())
+            {
+                return Step::Shown(card);
+            }
+        }
+        Ok(Claim::Held(held)) => return Step::Held(held),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot claim a card; nothing done");
+            return Step::Failed;
+        }
+    }
+    let report = service.act_as(&req, Ok(user_key)).await;
+    let lines = audit_lines(&service, &report, &req, &click_id).await;
+    if let Some(outcome) = personal(&report) {
+        // Nothing changed, and only because of who clicked: the card is theirs no more.
+        if let Err(e) = service.store.release_card(nonce, click_id).await {
+            tracing::error!(error = %e, "cannot give a card's action back");
+        }
+        if let Err(e) = service.store.record_audit(lines).await {
+            tracing::error!(error = %e, "cannot record a refused click in the audit trail");
+        }
+        return Step::Personal(outcome);
+    }
+    let stamp = CardStamp::new(&signer, service.clock.now_secs());
+    let card = views::act_report(&report, &service.web_url, &stamp);
+    let stored = service
+        .store
+        .finish_card(nonce, card.to_string(), lines)
+        .await;
+    if let Err(e) = stored {
+        tracing::error!(error = %e, "cannot store a card's result");
+    }
+    Step::Acted(views::toast_result(&report), card)
+}
+
+/// What ends a click past its answer: its result goes to the outbox, in the write that
+/// finishes its inbox item.
+struct Late {
+    service: Arc<Service>,
+    outbox: Outbox,
+    queue: Queue,
+    nonce: String,
+    action: crate::domain::Action,
+}
+
+impl Late {
+    /// The card to deliver for `step`, under its outbox key, if any.
+    fn delivery(&self, held: &HeldClick, step: Step) -> Result<Option<(String, Delivery)>, ()> {
+        Ok(match step {
+            Step::Acted(_, card) | Step::Shown(card) => Some((
+                format!("click:{}", self.nonce),
+                Delivery::Update {
+                    token: held.card_token.clone(),
+                    token_until: held.token_until,
+                    message_id: held.open_message_id.clone(),
+                    card,
+                },
+            )),
+            // The clicker heard only "working on it": tell them alone, in a direct message;
+            // the shared card was never touched.
+            Step::Personal(outcome) => match held.operator.open_id.clone() {
+                Some(open_id) => {
+                    let card = views::outcome_only(&outcome, self.action, Some(&open_id));
+                    let send = Delivery::Send {
+                        receive_id_type: "open_id".into(),
+                        uuid: reply_uuid(&format!("personal|{}", held.click_id)),
+                        receive_id: open_id,
+                        card,
+                    };
+                    Some((format!("personal:{}", held.click_id), send))
+                }
+                None => {
+                    tracing::warn!("a slow click failed for a clicker with no open_id");
+                    None
+                }
+            },
+            // Someone else's click took the card; its own answer shows the result.
+            Step::Held(_) => None,
+            Step::Failed => return Err(()),
+        })
+    }
+
+    /// Finishes held item `id` with the result of `step`; a failure of the store leaves it
+    /// to be tried again.
+    async fn settle(&self, id: i64, held: &HeldClick, step: Step) {
+        match self.delivery(held, step) {
+            Ok(Some((key, delivery))) => {
+                if let Err(e) = self
+                    .outbox
+                    .finish_with(id, key, &delivery, Vec::new())
+                    .await
+                {
+                    tracing::error!(error = %e, inbox_id = id, "cannot store a click's late result; the click runs again once its lease expires");
+                }
+                self.queue.done(id);
+            }
+            Ok(None) => self.end(id, Finish::Done).await,
+            Err(()) => {
+                match self
+                    .service
+                    .store
+                    .retry_inbox(self.queue.owner(), id, RETRY_PAUSE)
+                    .await
+                {
+                    Ok(_) => tracing::warn!(
+                        inbox_id = id,
+                        "a slow card action failed; it is tried again"
+                    ),
+                    Err(e) => {
+                        tracing::error!(error = %e, inbox_id = id, "a slow card action failed; it runs again once its lease expires")
+                    }
+                }
+                self.queue.done(id);
+            }
+        }
+    }
+
+    /// A click past its answer that could not be stored: its result goes to the outbox alone.
+    async fn settle_unheld(&self, token_until: i64, click: CardClick, step: Step) {
+        let held = HeldClick::of(&click, token_until);
+        match self.delivery(&held, step) {
+            Ok(Some((key, delivery))) => {
+                if let Err(e) = self.outbox.add(key, &delivery).await {
+                    tracing::error!(error = %e, "cannot store a click's late result; the card stays as it was");
+                }
+            }
+            Ok(None) => {}
+            Err(()) => tracing::error!("a slow card action failed; the card stays as it was"),
+        }
+    }
+
+    async fn end(&self, id: i64, how: Finish) {
+        let now = self.service.clock.now_secs();
+        if let Err(e) = self.service.store.finish(id, how, now).await {
+            tracing::error!(error = %e, inbox_id = id, "cannot finish a stored click; it runs again once its lease expires");
+        }
+        self.queue.done(id);
+    }
 }
 
 /// The option and reason a Go click acts with: preset in the value (Retry, batch Confirm) or

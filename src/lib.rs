@@ -6,10 +6,11 @@
 //!   and the API client used to answer ([`lark::client`]).
 //! - [`routes`]: the HTTP edge; it only verifies, stores durably and acknowledges.
 //! - [`ingest`]: what both transports (webhook, [`lark::ws`] long connection) do with a
-//!   verified delivery: store durably, dedup and queue, or answer a card click.
-//! - [`store`]: the durable inbox, dedup keys, chat bindings and the record of sent PUTs,
-//!   in SQLite or Redis.
-//! - [`worker`]: takes stored events from the inbox and runs them, after the ack.
+//!   verified delivery: store durably, dedup and wake the worker, or answer a card click.
+//! - [`store`]: the durable inbox (a leased queue), dedup keys, chat bindings and the record
+//!   of sent PUTs, in SQLite or Redis.
+//! - [`worker`]: claims stored events from the inbox a bounded page at a time, under leases,
+//!   and runs them, after the ack.
 //! - [`outbox`]: the cards the work answers with, stored once and delivered (retried with
 //!   backoff for `ABORT_BOT_REPLY_RETRY`) as a step of their own.
 //! - [`command`]: chat text → [`command::Command`]; [`domain`] holds the validated vocabulary.

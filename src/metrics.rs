@@ -275,15 +275,17 @@ pub struct Metrics {
     ws_reconnects: Counter,
     ws_stopped: Family<ReasonLabels, Counter>,
     refused: Family<RefusedLabels, Counter>,
-    sweeps: Counter,
-    swept: Counter,
+    inbox_pending: Gauge,
+    inbox_oldest_age: Gauge,
+    inbox_claimed: Counter,
+    inbox_takeovers: Counter,
+    inbox_leases_lost: Counter,
+    inbox_handed_back: Counter,
     circuit_state: Family<CircuitLabels, Gauge>,
     circuit_opened: Family<CircuitLabels, Counter>,
     circuit_closed: Family<CircuitLabels, Counter>,
     outbox_waiting: Gauge,
     outbox_given_up: Family<CodeLabels, Counter>,
-    inbox_pending: Gauge,
-    inbox_oldest_age: Gauge,
     cache_lookups: Family<CacheLabels, Counter>,
     token_refreshes: Family<PlatformLabels, Counter>,
     ws_state: Gauge,
@@ -346,17 +348,41 @@ impl Metrics {
             "Commands and clicks refused by a limit, before any upstream call",
             refused.clone(),
         );
-        let sweeps = Counter::default();
-        let swept = Counter::default();
+        let inbox_pending = Gauge::default();
         registry.register(
-            "inbox_sweeps",
-            "Completed sweeps of the inbox for pending events nobody queued",
-            sweeps.clone(),
+            "inbox_pending",
+            "Accepted events and clicks not yet finished (waiting, running, or pausing before a retry)",
+            inbox_pending.clone(),
         );
+        let inbox_oldest_age = Gauge::default();
         registry.register(
-            "inbox_swept",
-            "Pending events a sweep found and queued",
-            swept.clone(),
+            "inbox_oldest_age_seconds",
+            "Age of the oldest unfinished event in the inbox (0 when it is empty)",
+            inbox_oldest_age.clone(),
+        );
+        let inbox_claimed = Counter::default();
+        registry.register(
+            "inbox_claimed",
+            "Events this process claimed from the inbox (takeovers included)",
+            inbox_claimed.clone(),
+        );
+        let inbox_takeovers = Counter::default();
+        registry.register(
+            "inbox_takeovers",
+            "Events claimed from an expired lease: their holder stopped or stalled",
+            inbox_takeovers.clone(),
+        );
+        let inbox_leases_lost = Counter::default();
+        registry.register(
+            "inbox_leases_lost",
+            "Leases found taken over while their event still ran here",
+            inbox_leases_lost.clone(),
+        );
+        let inbox_handed_back = Counter::default();
+        registry.register(
+            "inbox_handed_back",
+            "Events still running at shutdown and handed back to the store",
+            inbox_handed_back.clone(),
         );
         let circuit_state = Family::<CircuitLabels, Gauge>::default();
         registry.register(
@@ -387,18 +413,6 @@ impl Metrics {
             "outbox_given_up",
             "Replies and card updates dropped, by Lark's error code (or `expired` after ABORT_BOT_REPLY_RETRY)",
             outbox_given_up.clone(),
-        );
-        let inbox_pending = Gauge::default();
-        registry.register(
-            "inbox_pending",
-            "Events acknowledged to Lark and not yet finished",
-            inbox_pending.clone(),
-        );
-        let inbox_oldest_age = Gauge::default();
-        registry.register(
-            "inbox_oldest_age_seconds",
-            "Age of the oldest event not yet finished (0 when none waits)",
-            inbox_oldest_age.clone(),
         );
         let cache_lookups = Family::<CacheLabels, Counter>::default();
         registry.register(
@@ -443,8 +457,10 @@ impl Metrics {
             ws_reconnects,
             ws_stopped,
             refused,
-            sweeps,
-            swept,
+            inbox_claimed,
+            inbox_takeovers,
+            inbox_leases_lost,
+            inbox_handed_back,
             circuit_state,
             circuit_opened,
             circuit_closed,
@@ -498,10 +514,28 @@ impl Metrics {
         self.refused.get_or_create(&RefusedLabels { limit }).inc();
     }
 
-    /// One sweep of the inbox finished, having queued `queued` events.
-    pub fn sweep(&self, queued: usize) {
-        self.swept.inc_by(u64::try_from(queued).unwrap_or(u64::MAX));
-        self.sweeps.inc();
+    /// The inbox holds `pending` unfinished events, the oldest accepted `oldest_age_secs` ago.
+    pub fn inbox(&self, pending: u64, oldest_age_secs: i64) {
+        self.inbox_pending
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
+        self.inbox_oldest_age.set(oldest_age_secs);
+    }
+
+    /// One claim took `claimed` events, `taken_over` of them from expired leases.
+    pub fn inbox_claimed(&self, claimed: usize, taken_over: usize) {
+        self.inbox_claimed
+            .inc_by(u64::try_from(claimed).unwrap_or(u64::MAX));
+        self.inbox_takeovers
+            .inc_by(u64::try_from(taken_over).unwrap_or(u64::MAX));
+    }
+
+    pub fn inbox_lease_lost(&self) {
+        self.inbox_leases_lost.inc();
+    }
+
+    pub fn inbox_handed_back(&self, n: usize) {
+        self.inbox_handed_back
+            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
     }
 
     pub fn circuit_state(&self, upstream: &'static str, state: crate::circuit::CircuitState) {
@@ -535,15 +569,6 @@ impl Metrics {
                 code: code.to_owned(),
             })
             .inc();
-    }
-
-    /// How many events wait in the inbox and how long the oldest has waited. Meant to be
-    /// fed from one cheap store call that counts without reading the events.
-    pub fn set_inbox(&self, pending: u64, oldest_age_secs: u64) {
-        self.inbox_pending
-            .set(i64::try_from(pending).unwrap_or(i64::MAX));
-        self.inbox_oldest_age
-            .set(i64::try_from(oldest_age_secs).unwrap_or(i64::MAX));
     }
 
     /// Counts a lookup in `cache` and hands its result back.
@@ -704,5 +729,29 @@ mod tests {
             text.contains(r#"abort_bot_http_connections_refused_total{reason="header_timeout"} 1"#),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_inbox_gauges_and_lease_counters_are_exposed() {
+        let m = Metrics::default();
+        m.inbox(3, 42);
+        m.inbox_claimed(5, 2);
+        m.inbox_claimed(1, 0);
+        m.inbox_lease_lost();
+        m.inbox_handed_back(4);
+        let text = m.render();
+        for line in [
+            "abort_bot_inbox_pending 3",
+            "abort_bot_inbox_oldest_age_seconds 42",
+            "abort_bot_inbox_claimed_total 6",
+            "abort_bot_inbox_takeovers_total 2",
+            "abort_bot_inbox_leases_lost_total 1",
+            "abort_bot_inbox_handed_back_total 4",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
+        // A later reading replaces the gauges.
+        m.inbox(0, 0);
+        assert!(m.render().lines().any(|l| l == "abort_bot_inbox_pending 0"));
     }
 }

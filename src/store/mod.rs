@@ -7,6 +7,16 @@
 //! without a durable disk; its module doc lists the keys). Both give the same guarantees: a
 //! caller hears back only once its write is durable, and every multi-key operation is
 //! atomic, so the routes and the worker never need to know which one they talk to.
+//!
+//! The inbox is the queue. Nothing waits in a process's memory: the worker claims a bounded
+//! page of due events with [`Store::claim_inbox`], each leased to it (owner + expiry), renews
+//! its leases while it works ([`Store::renew_inbox`]), hands them back on shutdown
+//! ([`Store::release_inbox`]) and stores a retry's pause with the event
+//! ([`Store::retry_inbox`]); finishing an event drops its lease. An event under a live lease
+//! is claimed by nobody else, and one whose lease expired (its holder died) is taken over by
+//! the next claim and counted as an attempt. Lease times are read from the store's own clock
+//! (the Redis server's `TIME`; for SQLite, one process per file, the host's), never compared
+//! with a bot's, so bots whose clocks disagree cannot both hold an event.
 
 mod redis;
 mod redis_url;
@@ -58,16 +68,29 @@ pub enum Accepted {
     DuplicateMessage,
 }
 
-/// A stored event waiting to be run.
+/// A stored event waiting to be run (`message`: a command; `click`: a card click that
+/// outlived its answer).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboxItem {
     pub id: i64,
     pub kind: String,
     pub payload: String,
+    /// Tries that ended in a retry, and takeovers of a lease whose holder died, so far.
     pub attempts: i64,
-    /// When it was accepted (Unix seconds, the bot's clock): the worker's sweep leaves
-    /// young items alone, since their route may not have queued them yet.
+    /// When it was accepted (Unix seconds, the bot's clock).
     pub received_at: i64,
+    /// Claimed from a lease that had expired (its holder died or stalled), not from the
+    /// queue of waiting items.
+    pub taken_over: bool,
+}
+
+/// How many events wait in the inbox, and since when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InboxStats {
+    /// Not yet finished: waiting, leased, or pausing before a retry.
+    pub pending: u64,
+    /// When the oldest of them was accepted (Unix seconds), if any.
+    pub oldest_received_at: Option<i64>,
 }
 
 /// How a stored event ended.
@@ -187,6 +210,11 @@ impl AuditQuery {
     }
 }
 
+/// A duration in whole milliseconds, as the stores count lease times.
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -268,23 +296,103 @@ impl Store {
         dispatch!(self.mark_seen(event_id, now))
     }
 
-    /// Everything not yet finished, oldest first (on start-up: what a crash left behind).
+    /// Stores a card click that outlived its answer as an inbox item of kind `click`, leased
+    /// to `owner` for `lease` (the process answering it goes on working on it; if it dies,
+    /// another claims it once the lease expires). `Some(id)` when stored; `None` when this
+    /// click was stored before.
+    pub async fn hold_click(
+        &self,
+        owner: &str,
+        click_id: String,
+        payload: String,
+        now: i64,
+        lease: Duration,
+    ) -> Result<Option<i64>, StoreError> {
+        let owner = owner.to_owned();
+        let lease_ms = millis(lease);
+        dispatch!(self.hold_click(owner, click_id, payload, now, lease_ms))
+    }
+
+    /// Up to `limit` unfinished events, oldest first, without claiming them (for tests and
+    /// tools; the worker claims with [`Store::claim_inbox`]).
     pub async fn pending(&self, limit: usize) -> Result<Vec<InboxItem>, StoreError> {
         dispatch!(self.pending(limit))
     }
 
-    /// Counts one more attempt at an inbox item.
-    pub async fn note_attempt(&self, id: i64) -> Result<(), StoreError> {
-        dispatch!(self.note_attempt(id))
+    /// Claims up to `limit` events that are due (new, handed back, or a retry whose pause has
+    /// passed) or whose lease has expired (a takeover, counted as an attempt), oldest due
+    /// first; each is leased to `owner` until the store's clock passes now + `lease`. An
+    /// event under a live lease is never claimed by anyone.
+    pub async fn claim_inbox(
+        &self,
+        owner: &str,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<InboxItem>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let owner = owner.to_owned();
+        let lease_ms = millis(lease);
+        dispatch!(self.claim_inbox(owner, limit, lease_ms))
     }
 
+    /// Extends `owner`'s leases on `ids` to now + `lease`; answers the ids whose lease this
+    /// owner no longer holds (expired and taken over, or finished).
+    pub async fn renew_inbox(
+        &self,
+        owner: &str,
+        ids: &[i64],
+        lease: Duration,
+    ) -> Result<Vec<i64>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let owner = owner.to_owned();
+        let ids = ids.to_vec();
+        let lease_ms = millis(lease);
+        dispatch!(self.renew_inbox(owner, ids, lease_ms))
+    }
+
+    /// Hands `owner`'s leases on `ids` back (shutdown): those events are due again at once,
+    /// for any process.
+    pub async fn release_inbox(&self, owner: &str, ids: &[i64]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let owner = owner.to_owned();
+        let ids = ids.to_vec();
+        dispatch!(self.release_inbox(owner, ids))
+    }
+
+    /// A try at event `id` failed for a reason that can pass: counts the attempt, drops
+    /// `owner`'s lease, and makes it due again after `pause` (the wait lives in the store).
+    /// False if `owner` no longer held it (nothing changed).
+    pub async fn retry_inbox(
+        &self,
+        owner: &str,
+        id: i64,
+        pause: Duration,
+    ) -> Result<bool, StoreError> {
+        let owner = owner.to_owned();
+        let pause_ms = millis(pause);
+        dispatch!(self.retry_inbox(owner, id, pause_ms))
+    }
+
+    /// How many events are unfinished, and when the oldest of them was accepted.
+    pub async fn inbox_stats(&self) -> Result<InboxStats, StoreError> {
+        dispatch!(self.inbox_stats())
+    }
+
+    /// Ends an event (and drops any lease on it).
     pub async fn finish(&self, id: i64, how: Finish, now: i64) -> Result<(), StoreError> {
         dispatch!(self.finish(id, how, now))
     }
 
-    /// Finishes an inbox item as done and stores the card that answers it and the audit lines
-    /// of what it did, in one write: the work is never run again, its answer is never lost,
-    /// and nothing it did goes unrecorded. `now_ms` in milliseconds.
+    /// Finishes an inbox item as done (dropping any lease on it) and stores the card that
+    /// answers it and the audit lines of what it did, in one write: the work is never run
+    /// again, its answer is never lost, and nothing it did goes unrecorded. `now_ms` in
+    /// milliseconds.
     pub async fn finish_delivering(
         &self,
         id: i64,

@@ -15,19 +15,40 @@
 //! its connection, and the worker's traffic must not queue behind it). Fewer replicas in
 //! time is an error, so the delivery gets a 5xx and Lark pushes it again; the write itself
 //! stays on the primary, so the push that follows is a duplicate and nothing runs twice. Needs Redis 7 or later (or Valkey), standalone or a primary with replicas:
-//! the scripts derive key names, so Redis Cluster is refused. One bot per Redis database,
-//! since each process takes over the whole pending inbox when it starts and at every sweep.
+//! the scripts derive key names, so Redis Cluster is refused.
+//!
+//! Any number of bots may share one database: the inbox is a leased queue. Every unfinished
+//! event is in exactly one of two sorted sets: `inbox:ready` (scored by when it is due: at
+//! once, or after a retry's pause) or `inbox:leased` (scored by when its lease ends, its
+//! owner in the item's hash). `claim_inbox.lua` moves a bounded page from one to the other,
+//! taking expired leases first (a takeover: the holder died or stalled); the holder renews
+//! its leases while it works and hands them back on shutdown. Every lease time is read from
+//! the server's clock (`TIME` inside the scripts; Redis 7 replicates scripts by their
+//! effects, so that is allowed), never from a bot's: bots whose clocks disagree by minutes
+//! still never hold the same event at once.
+//!
+//! Why sorted sets and Lua rather than a Stream with a consumer group: a retry must wait
+//! out its pause in the store, and a Stream entry cannot be hidden until a time (it would
+//! need a second structure anyway); claiming, the message-id dedup and finishing together
+//! with storing the answer must each be one atomic step over the item's hash and the outbox,
+//! which scripts give and `XACK` beside them would not; `XAUTOCLAIM` counts deliveries, not
+//! our attempts (a hand-back on shutdown is no attempt, a retry is), and a consumer group
+//! keeps every entry until `XDEL`, so a second index for the purge and the metrics would be
+//! needed regardless. Sorted sets give due times, leases, takeovers and counts in one place.
 //!
 //! Key layout (`abort-bot:` prefix; TTL = ABORT_BOT_DEDUP_RETENTION unless noted):
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `abort-bot:schema` | string | layout version, `1` |
+//! | `abort-bot:schema` | string | layout version, `2` (a layout `1` database is migrated at open) |
 //! | `abort-bot:seen:<event_id>` | string, TTL | seen_at of an event or click |
 //! | `abort-bot:message:<message_id>` | string | inbox id of the message's command; TTL once finished |
 //! | `abort-bot:inbox:next-id` | string | the last inbox id handed out |
-//! | `abort-bot:inbox:<id>` | hash | kind, payload, attempts, status, received_at, finished_at, dedup; TTL once finished |
+//! | `abort-bot:click:<click_id>` | string | inbox id of a click that outlived its answer; TTL once finished |
+//! | `abort-bot:inbox:<id>` | hash | kind (`message`, `click`), payload, attempts, status, received_at, finished_at, dedup, owner (while leased); TTL once finished |
 //! | `abort-bot:inbox:pending` | sorted set | ids not yet finished, scored by id (oldest first) |
+//! | `abort-bot:inbox:ready` | sorted set | unfinished ids nobody holds, scored by when they are due (ms, server clock) |
+//! | `abort-bot:inbox:leased` | sorted set | unfinished ids someone holds, scored by when the lease ends (ms, server clock) |
 //! | `abort-bot:put:<idem_uuid>` | string, TTL | sent_at of a PUT about to be sent |
 //! | `abort-bot:card:<nonce>` | hash, TTL until expiry + retention | click_id, kind, by_open_id, claimed_at, expires_at, result |
 //! | `abort-bot:reply:<message_id>` | string, TTL | message_id of the card that answers a command, once sent |
@@ -55,13 +76,13 @@ use ::redis::{AsyncCommands, ErrorKind, RedisError, Script, ServerErrorKind};
 use super::redis_url::RedisUrl;
 use super::{
     Accepted, AuditQuery, AuditRecord, CardClaim, Claim, ClaimRequest, Finish, InboxItem,
-    NewDelivery, OutboxItem, StoreError,
+    InboxStats, NewDelivery, OutboxItem, StoreError,
 };
 
 /// Prefix of every key.
 const PREFIX: &str = "abort-bot:";
-/// Version of the key layout above.
-const SCHEMA: &str = "1";
+/// Version of the key layout above (`1`: the inbox before leases, migrated at open).
+const SCHEMA: &str = "2";
 /// Members each purge step forgets per index, so one script never blocks Redis for long.
 const PURGE_BATCH: usize = 1000;
 /// How long one command may take before the caller hears an error (Lark waits 3 s).
@@ -72,8 +93,19 @@ static REMEMBER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("l
 static ACCEPT_MESSAGE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/accept_message.lua")));
 static PENDING: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/pending.lua")));
-static NOTE_ATTEMPT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/note_attempt.lua")));
+static HOLD_CLICK: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/hold_click.lua")));
+static CLAIM_INBOX: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/claim_inbox.lua")));
+static RENEW_INBOX: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/renew_inbox.lua")));
+static RELEASE_INBOX: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/release_inbox.lua")));
+static RETRY_INBOX: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/retry_inbox.lua")));
+static INBOX_STATS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/inbox_stats.lua")));
+static MIGRATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/migrate.lua")));
 static FINISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/finish.lua")));
 static CLAIM_CARD: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/claim_card.lua")));
@@ -216,14 +248,20 @@ impl RedisStore {
             ttl: retention.as_secs().max(1),
             url: url.clone(),
         };
-        let mut c = store.conn.clone();
-        let schema_key = key(&["schema"]);
-        let _: bool = c.set_nx(&schema_key, SCHEMA).await.map_err(fail)?;
-        let found: Option<String> = c.get(&schema_key).await.map_err(fail)?;
-        if found.as_deref() != Some(SCHEMA) {
+        let found: String = store
+            .run(
+                &MIGRATE,
+                &[
+                    &key(&["schema"]),
+                    &key(&["inbox", "pending"]),
+                    &key(&["inbox", "ready"]),
+                ],
+                &[&PREFIX],
+            )
+            .await?;
+        if found != SCHEMA {
             return Err(StoreError::Redis(format!(
-                "{url}: holds abort-bot keys of layout {} but this version uses layout {SCHEMA}",
-                found.unwrap_or_default()
+                "{url}: holds abort-bot keys of layout {found} but this version uses layout {SCHEMA}"
             )));
         }
         Ok(store)
@@ -386,6 +424,7 @@ impl RedisStore {
                     &key(&["message", &message_id]),
                     &key(&["inbox", "next-id"]),
                     &key(&["inbox", "pending"]),
+                    &key(&["inbox", "ready"]),
                 ],
                 &[&event_id, &now, &self.ttl, &payload, &PREFIX],
             )
@@ -421,6 +460,31 @@ impl RedisStore {
         Ok(new == 1)
     }
 
+    /// A held click acknowledges its answer ("working on it"), so it waits for replicas
+    /// when asked to.
+    pub(super) async fn hold_click(
+        &self,
+        owner: String,
+        click_id: String,
+        payload: String,
+        now: i64,
+        lease_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let id: i64 = self
+            .run_acked(
+                &HOLD_CLICK,
+                &[
+                    &key(&["click", &click_id]),
+                    &key(&["inbox", "next-id"]),
+                    &key(&["inbox", "pending"]),
+                    &key(&["inbox", "leased"]),
+                ],
+                &[&PREFIX, &payload, &now, &owner, &lease_ms],
+            )
+            .await?;
+        Ok((id > 0).then_some(id))
+    }
+
     pub(super) async fn pending(&self, limit: usize) -> Result<Vec<InboxItem>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
@@ -437,14 +501,99 @@ impl RedisStore {
                 payload,
                 attempts,
                 received_at,
+                taken_over: false,
             })
             .collect())
     }
 
-    pub(super) async fn note_attempt(&self, id: i64) -> Result<(), StoreError> {
-        let item = key(&["inbox", &id.to_string()]);
-        self.run::<i64>(&NOTE_ATTEMPT, &[&item], &[]).await?;
+    pub(super) async fn claim_inbox(
+        &self,
+        owner: String,
+        limit: usize,
+        lease_ms: i64,
+    ) -> Result<Vec<InboxItem>, StoreError> {
+        let rows: Vec<(i64, String, String, i64, i64, i64)> = self
+            .run(
+                &CLAIM_INBOX,
+                &[
+                    &key(&["inbox", "ready"]),
+                    &key(&["inbox", "leased"]),
+                    &key(&["inbox", "pending"]),
+                ],
+                &[&PREFIX, &owner, &lease_ms, &limit],
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, kind, payload, attempts, received_at, took)| InboxItem {
+                    id,
+                    kind,
+                    payload,
+                    attempts,
+                    received_at,
+                    taken_over: took == 1,
+                },
+            )
+            .collect())
+    }
+
+    pub(super) async fn renew_inbox(
+        &self,
+        owner: String,
+        ids: Vec<i64>,
+        lease_ms: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut args: Vec<&dyn ToArg> = vec![&PREFIX, &owner, &lease_ms];
+        args.extend(ids.iter().map(|id| id as &dyn ToArg));
+        self.run(&RENEW_INBOX, &[&key(&["inbox", "leased"])], &args)
+            .await
+    }
+
+    pub(super) async fn release_inbox(
+        &self,
+        owner: String,
+        ids: Vec<i64>,
+    ) -> Result<(), StoreError> {
+        let mut args: Vec<&dyn ToArg> = vec![&PREFIX, &owner];
+        args.extend(ids.iter().map(|id| id as &dyn ToArg));
+        self.run::<i64>(
+            &RELEASE_INBOX,
+            &[&key(&["inbox", "ready"]), &key(&["inbox", "leased"])],
+            &args,
+        )
+        .await?;
         Ok(())
+    }
+
+    pub(super) async fn retry_inbox(
+        &self,
+        owner: String,
+        id: i64,
+        pause_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let done: i64 = self
+            .run(
+                &RETRY_INBOX,
+                &[
+                    &key(&["inbox", &id.to_string()]),
+                    &key(&["inbox", "ready"]),
+                    &key(&["inbox", "leased"]),
+                ],
+                &[&id, &owner, &pause_ms],
+            )
+            .await?;
+        Ok(done == 1)
+    }
+
+    pub(super) async fn inbox_stats(&self) -> Result<InboxStats, StoreError> {
+        let (pending, oldest_received_at): (u64, Option<i64>) = self
+            .run(&INBOX_STATS, &[&key(&["inbox", "pending"])], &[&PREFIX])
+            .await?;
+        Ok(InboxStats {
+            pending,
+            oldest_received_at,
+        })
     }
 
     pub(super) async fn finish(&self, id: i64, how: Finish, now: i64) -> Result<(), StoreError> {
@@ -459,6 +608,8 @@ impl RedisStore {
                 &item,
                 &key(&["inbox", "pending"]),
                 &key(&["index", "finished"]),
+                &key(&["inbox", "ready"]),
+                &key(&["inbox", "leased"]),
             ],
             &[&id, &status, &now, &self.ttl],
         )
@@ -495,6 +646,8 @@ impl RedisStore {
                 &key(&["outbox-key", &delivery.key]),
                 &key(&["outbox", "next-id"]),
                 &key(&["outbox", "due"]),
+                &key(&["inbox", "ready"]),
+                &key(&["inbox", "leased"]),
             ],
             &args,
         )

@@ -5,6 +5,15 @@
 //! runs in its own savepoint, so a failure undoes only its own writes (a single statement is
 //! atomic by itself). A caller hears back only after the commit: an acknowledged event is on disk
 //! (WAL, `synchronous = FULL`). One process per database file: see `sqlite_lock`.
+//!
+//! The inbox is a leased queue: `due_at` (ms) is when an unfinished event may next be
+//! claimed, and a claim sets it to the lease's end, with `lease_owner` and `lease_until`.
+//! So one indexed range (`status = 'pending' AND due_at <= now`, oldest due first) finds both
+//! what waits and what an expired lease left, and a page of claims is one write through the
+//! writer thread. Lease times come from this host's clock: one process per file, so there
+//! is no other clock to disagree with. At open every lease still recorded belongs to a
+//! process that is gone (the file lock proves it), so those events are made due at once (an
+//! attempt each, as a takeover is).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -18,7 +27,7 @@ use tokio::sync::oneshot;
 use super::sqlite_lock::{self, ProcessLock};
 use super::{
     Accepted, AuditQuery, AuditRecord, CardClaim, Claim, ClaimRequest, Finish, InboxItem,
-    NewDelivery, OutboxItem, StoreError,
+    InboxStats, NewDelivery, OutboxItem, StoreError,
 };
 
 /// How many queued requests one transaction takes at most.
@@ -52,7 +61,10 @@ CREATE TABLE IF NOT EXISTS inbox (
     status      TEXT NOT NULL DEFAULT 'pending',
     attempts    INTEGER NOT NULL DEFAULT 0,
     received_at INTEGER NOT NULL,
-    finished_at INTEGER
+    finished_at INTEGER,
+    due_at      INTEGER NOT NULL DEFAULT 0,
+    lease_owner TEXT,
+    lease_until INTEGER
 );
 CREATE INDEX IF NOT EXISTS inbox_pending ON inbox (status, id);
 CREATE TABLE IF NOT EXISTS bindings (
@@ -118,10 +130,25 @@ CREATE INDEX IF NOT EXISTS audit_actor ON audit (actor_open_id, at_ms, line_key)
 impl SqliteStore {
     /// Opens (or creates) the database file, unless another process has it open.
     pub(super) fn open(path: &Path) -> Result<SqliteStore, StoreError> {
-        let lock = sqlite_lock::acquire(path)?;
+        let (lock, fresh) = sqlite_lock::acquire(path)?;
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        migrate_inbox(&conn)?;
+        if fresh {
+            // Whoever held these leases is gone: the file lock admits one process at a time
+            // (a second store of this same process shares the leases it holds).
+            // As a takeover, each counts as an attempt: an event that kills whoever runs it
+            // ends after a few.
+            conn.execute(
+                "UPDATE inbox SET lease_owner = NULL, lease_until = NULL, due_at = ?1,
+                     attempts = attempts + 1
+                 WHERE status = 'pending' AND lease_owner IS NOT NULL",
+                [now_ms()],
+            )?;
+        }
         Self::start(conn, Some(lock))
     }
 
@@ -135,6 +162,7 @@ impl SqliteStore {
     fn start(conn: Connection, lock: Option<Arc<ProcessLock>>) -> Result<SqliteStore, StoreError> {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        migrate_inbox(&conn)?;
         let (jobs, rx) = std_mpsc::channel::<Job>();
         thread::Builder::new()
             .name("abort-bot-store".into())
@@ -195,10 +223,15 @@ impl SqliteStore {
             }
             let inserted = c
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO inbox (dedup_key, kind, payload, received_at)
-                     VALUES (?1, 'message', ?2, ?3)",
+                    "INSERT OR IGNORE INTO inbox (dedup_key, kind, payload, received_at, due_at)
+                     VALUES (?1, 'message', ?2, ?3, ?4)",
                 )?
-                .execute(params![format!("message:{message_id}"), payload, now])?;
+                .execute(params![
+                    format!("message:{message_id}"),
+                    payload,
+                    now,
+                    now_ms()
+                ])?;
             if inserted == 0 {
                 return Ok(Accepted::DuplicateMessage);
             }
@@ -212,7 +245,34 @@ impl SqliteStore {
         self.run(move |c| insert_seen(c, &event_id, now)).await
     }
 
-    /// Everything not yet finished, oldest first (on start-up: what a crash left behind).
+    pub(super) async fn hold_click(
+        &self,
+        owner: String,
+        click_id: String,
+        payload: String,
+        now: i64,
+        lease_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        self.run(move |c| {
+            let until = now_ms().saturating_add(lease_ms);
+            let inserted = c
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO inbox
+                         (dedup_key, kind, payload, received_at, due_at, lease_owner, lease_until)
+                     VALUES (?1, 'click', ?2, ?3, ?4, ?5, ?4)",
+                )?
+                .execute(params![
+                    format!("click:{click_id}"),
+                    payload,
+                    now,
+                    until,
+                    owner
+                ])?;
+            Ok((inserted == 1).then(|| c.last_insert_rowid()))
+        })
+        .await
+    }
+
     pub(super) async fn pending(&self, limit: usize) -> Result<Vec<InboxItem>, StoreError> {
         self.run(move |c| {
             let mut stmt = c.prepare_cached(
@@ -226,6 +286,7 @@ impl SqliteStore {
                     payload: r.get(2)?,
                     attempts: r.get(3)?,
                     received_at: r.get(4)?,
+                    taken_over: false,
                 })
             })?;
             rows.collect()
@@ -233,12 +294,123 @@ impl SqliteStore {
         .await
     }
 
-    /// Counts one more attempt at an inbox item.
-    pub(super) async fn note_attempt(&self, id: i64) -> Result<(), StoreError> {
+    pub(super) async fn claim_inbox(
+        &self,
+        owner: String,
+        limit: usize,
+        lease_ms: i64,
+    ) -> Result<Vec<InboxItem>, StoreError> {
+        self.run_atomic(move |c| {
+            let now = now_ms();
+            let mut items: Vec<InboxItem> = {
+                let mut stmt = c.prepare_cached(
+                    "SELECT id, kind, payload, attempts, received_at, lease_owner IS NOT NULL
+                     FROM inbox WHERE status = 'pending' AND due_at <= ?1
+                     ORDER BY due_at, id LIMIT ?2",
+                )?;
+                let rows = stmt.query_map(
+                    params![now, i64::try_from(limit).unwrap_or(i64::MAX)],
+                    |r| {
+                        Ok(InboxItem {
+                            id: r.get(0)?,
+                            kind: r.get(1)?,
+                            payload: r.get(2)?,
+                            attempts: r.get(3)?,
+                            received_at: r.get(4)?,
+                            taken_over: r.get(5)?,
+                        })
+                    },
+                )?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            let until = now.saturating_add(lease_ms);
+            let mut lease = c.prepare_cached(
+                "UPDATE inbox SET due_at = ?2, lease_owner = ?3, lease_until = ?2,
+                     attempts = attempts + ?4
+                 WHERE id = ?1",
+            )?;
+            for item in &mut items {
+                // A takeover counts as an attempt: an event that kills whoever runs it ends.
+                let took = i64::from(item.taken_over);
+                lease.execute(params![item.id, until, owner, took])?;
+                item.attempts += took;
+            }
+            Ok(items)
+        })
+        .await
+    }
+
+    pub(super) async fn renew_inbox(
+        &self,
+        owner: String,
+        ids: Vec<i64>,
+        lease_ms: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        self.run_atomic(move |c| {
+            let until = now_ms().saturating_add(lease_ms);
+            let mut renew = c.prepare_cached(
+                "UPDATE inbox SET due_at = ?2, lease_until = ?2
+                 WHERE id = ?1 AND status = 'pending' AND lease_owner = ?3",
+            )?;
+            let mut lost = Vec::new();
+            for id in ids {
+                if renew.execute(params![id, until, owner])? == 0 {
+                    lost.push(id);
+                }
+            }
+            Ok(lost)
+        })
+        .await
+    }
+
+    pub(super) async fn release_inbox(
+        &self,
+        owner: String,
+        ids: Vec<i64>,
+    ) -> Result<(), StoreError> {
+        self.run_atomic(move |c| {
+            let now = now_ms();
+            let mut release = c.prepare_cached(
+                "UPDATE inbox SET due_at = ?2, lease_owner = NULL, lease_until = NULL
+                 WHERE id = ?1 AND status = 'pending' AND lease_owner = ?3",
+            )?;
+            for id in ids {
+                release.execute(params![id, now, owner])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn retry_inbox(
+        &self,
+        owner: String,
+        id: i64,
+        pause_ms: i64,
+    ) -> Result<bool, StoreError> {
         self.run(move |c| {
-            c.prepare_cached("UPDATE inbox SET attempts = attempts + 1 WHERE id = ?1")?
-                .execute([id])
-                .map(|_| ())
+            c.prepare_cached(
+                "UPDATE inbox SET attempts = attempts + 1, due_at = ?2, lease_owner = NULL,
+                     lease_until = NULL
+                 WHERE id = ?1 AND status = 'pending' AND lease_owner = ?3",
+            )?
+            .execute(params![id, now_ms().saturating_add(pause_ms), owner])
+            .map(|n| n == 1)
+        })
+        .await
+    }
+
+    pub(super) async fn inbox_stats(&self) -> Result<InboxStats, StoreError> {
+        self.run(|c| {
+            c.prepare_cached(
+                "SELECT COUNT(*), MIN(received_at) FROM inbox WHERE status = 'pending'",
+            )?
+            .query_row([], |r| {
+                Ok(InboxStats {
+                    pending: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                    oldest_received_at: r.get(1)?,
+                })
+            })
         })
         .await
     }
@@ -249,9 +421,13 @@ impl SqliteStore {
             Finish::Failed => "failed",
         };
         self.run(move |c| {
-            c.prepare_cached("UPDATE inbox SET status = ?2, finished_at = ?3 WHERE id = ?1")?
-                .execute(params![id, status, now])
-                .map(|_| ())
+            c.prepare_cached(
+                "UPDATE inbox SET status = ?2, finished_at = ?3, lease_owner = NULL,
+                     lease_until = NULL
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, status, now])
+            .map(|_| ())
         })
         .await
     }
@@ -265,8 +441,12 @@ impl SqliteStore {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         self.run_atomic(move |c| {
-            c.prepare_cached("UPDATE inbox SET status = 'done', finished_at = ?2 WHERE id = ?1")?
-                .execute(params![id, now_ms.div_euclid(1000)])?;
+            c.prepare_cached(
+                "UPDATE inbox SET status = 'done', finished_at = ?2, lease_owner = NULL,
+                     lease_until = NULL
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, now_ms.div_euclid(1000)])?;
             insert_audit(c, &audit)?;
             insert_delivery(c, &delivery, now_ms).map(|_| ())
         })
@@ -714,6 +894,32 @@ fn select_audit(c: &Connection, q: &AuditQuery) -> rusqlite::Result<Vec<AuditRec
         })
     })?;
     rows.collect()
+}
+
+/// Now on this host's clock, in Unix milliseconds: what lease and retry times count in.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Brings an inbox of an older file up to the leased layout: the lease columns are added,
+/// every waiting event is due from when it was received, and the claim query gets its index.
+fn migrate_inbox(c: &Connection) -> rusqlite::Result<()> {
+    let has_due_at = c
+        .prepare("SELECT 1 FROM pragma_table_info('inbox') WHERE name = 'due_at'")?
+        .exists([])?;
+    if !has_due_at {
+        c.execute_batch(
+            "BEGIN;
+             ALTER TABLE inbox ADD COLUMN due_at INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE inbox ADD COLUMN lease_owner TEXT;
+             ALTER TABLE inbox ADD COLUMN lease_until INTEGER;
+             UPDATE inbox SET due_at = received_at * 1000;
+             COMMIT;",
+        )?;
+    }
+    c.execute_batch("CREATE INDEX IF NOT EXISTS inbox_due ON inbox (status, due_at, id);")
 }
 
 /// Stores a delivery due at once; false if its key was stored before.

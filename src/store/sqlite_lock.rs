@@ -59,8 +59,10 @@ fn lock_path(db: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Takes the lock on `db` for this process, or says which process holds it.
-pub(super) fn acquire(db: &Path) -> Result<Arc<ProcessLock>, StoreError> {
+/// Takes the lock on `db` for this process, or says which process holds it. The flag is
+/// true when the lock was taken just now (no store of this process had the file open):
+/// whatever the file records as in progress was left by a process that is gone.
+pub(super) fn acquire(db: &Path) -> Result<(Arc<ProcessLock>, bool), StoreError> {
     let path = lock_path(db);
     let io = |what: &str, e: std::io::Error| {
         StoreError::Sqlite(format!(
@@ -80,7 +82,7 @@ pub(super) fn acquire(db: &Path) -> Result<Arc<ProcessLock>, StoreError> {
         let key = std::fs::canonicalize(&path).map_err(|e| io("resolve", e))?;
         let mut held = HELD.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(lock) = held.get(&key).and_then(Weak::upgrade) {
-            return Ok(lock);
+            return Ok((lock, false));
         }
         match file.try_lock() {
             Ok(()) => {
@@ -93,7 +95,7 @@ pub(super) fn acquire(db: &Path) -> Result<Arc<ProcessLock>, StoreError> {
                     file: Some(file),
                 });
                 held.insert(key, Arc::downgrade(&lock));
-                return Ok(lock);
+                return Ok((lock, true));
             }
             // This process's last store on the file is closing right now: wait for it.
             Err(TryLockError::WouldBlock)

@@ -25,11 +25,8 @@ pub const PLUGIN_ID: &str = "MII_0123456789ABCDEF";
 pub const PLUGIN_SECRET: &str = "plugin-secret-for-tests";
 /// The bot's open_id in the shared vectors' mentions.
 pub const BOT_OPEN_ID: &str = "ou_7d8a6e6df7621556ce0d21922b676706";
-/// How often test bots sweep their inbox for pending events nobody queued.
-pub const SWEEP_EVERY: Duration = Duration::from_millis(200);
-/// How old (by the test clock) a pending event must be before a test bot's sweep queues it;
-/// shorter than the 30 s default, so a test that passes it proves the setting is used.
-pub const SWEEP_GRACE: Duration = Duration::from_secs(10);
+/// How often test bots read their inbox for work nobody woke them for.
+pub const INBOX_POLL: Duration = Duration::from_millis(50);
 /// The vectors' timestamp: "now" for every test unless changed.
 pub const NOW: i64 = 1_716_883_201;
 pub const PROJECT_KEY: &str = "60acd5610444ba031b503055";
@@ -95,6 +92,10 @@ pub struct Options {
     /// by default: a failed reply is tried again at the next poll, since the clock of most
     /// tests stands still.
     pub outbox_first_pause: Duration,
+    /// How long the worker's claim on an event lasts (renewed every third of it).
+    pub inbox_lease: Duration,
+    /// How long a stop lets running events finish before handing them back.
+    pub inbox_drain: Duration,
 }
 
 impl Default for Options {
@@ -110,6 +111,10 @@ impl Default for Options {
             log: None,
             upstream_timeout: Duration::from_secs(5),
             outbox_first_pause: Duration::ZERO,
+            // Short, so a restart after a crash takes the dead bot's work over soon; renewed
+            // every third of it, so a busy machine does not lose it.
+            inbox_lease: Duration::from_secs(2),
+            inbox_drain: abort_bot::worker::DRAIN,
         }
     }
 }
@@ -234,11 +239,12 @@ async fn start(
         retry: RetryPolicy::quick(),
         upstream_timeout: options.upstream_timeout,
         tap: None,
-        // Every test runs beside a busy sweep: it must never double anything.
-        sweep_every: SWEEP_EVERY,
+        // Every test runs beside a busy poll: it must never double anything.
+        inbox_poll: INBOX_POLL,
+        inbox_lease: options.inbox_lease,
+        inbox_drain: options.inbox_drain,
         header_timeout: options.read_timeouts,
         body_timeout: options.read_timeouts,
-        sweep_grace: SWEEP_GRACE,
         outbox_poll: Duration::from_millis(20),
         outbox_first_pause: options.outbox_first_pause,
     };
@@ -562,27 +568,14 @@ impl TestApp {
             .map_or(0, |v| v.trim().parse().expect("a counter value"))
     }
 
-    /// How many sweeps of the inbox have completed.
-    pub async fn sweeps(&self) -> u64 {
-        self.counter("abort_bot_inbox_sweeps_total").await
+    /// How many events this bot claimed from its inbox (takeovers included).
+    pub async fn claimed(&self) -> u64 {
+        self.counter("abort_bot_inbox_claimed_total").await
     }
 
-    /// How many pending events sweeps have queued.
-    pub async fn swept(&self) -> u64 {
-        self.counter("abort_bot_inbox_swept_total").await
-    }
-
-    /// Waits (bounded) until `n` more sweeps have completed. A sweep under way now may have
-    /// read the store or the clock before this call, so at least `n - 1` of them began after it.
-    pub async fn sweeps_pass(&self, n: u64) {
-        let target = self.sweeps().await + n;
-        for _ in 0..250 {
-            if self.sweeps().await >= target {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("{n} sweeps did not complete within 5 s");
+    /// How many of them it took over from an expired lease.
+    pub async fn takeovers(&self) -> u64 {
+        self.counter("abort_bot_inbox_takeovers_total").await
     }
 }
 

@@ -5,6 +5,7 @@ mod helpers;
 mod redis_server;
 
 mod audit;
+mod backlog;
 mod card_rules;
 mod card_snapshots;
 mod commands;

@@ -74,7 +74,7 @@ async fn a_binding_lives_in_redis_across_a_restart() {
 }
 
 #[tokio::test]
-async fn a_stored_event_nobody_queued_is_run_by_the_sweep_once() {
+async fn a_stored_event_nobody_woke_the_worker_for_is_run_once() {
     let (app, _redis) = spawn_on_redis().await;
     super::reliability::stored_but_never_queued(app).await;
 }

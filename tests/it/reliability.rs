@@ -100,13 +100,13 @@ pub async fn crash_after_the_put_landed(mut app: TestApp) {
 }
 
 #[tokio::test]
-async fn a_stored_event_nobody_queued_is_run_by_the_sweep_once() {
+async fn a_stored_event_nobody_woke_the_worker_for_is_run_once() {
     stored_but_never_queued(spawn_app().await).await;
 }
 
-/// The store took an event but no route queued it (its answer was lost, so Lark's
-/// redelivery was a duplicate): once past the grace period the sweep runs it, exactly once.
-/// Nothing else can run it: no route queued it and the bot does not restart.
+/// The store took an event but no route woke the worker (its answer was lost, so Lark's
+/// redelivery was a duplicate): the worker's poll claims it from the store and runs it,
+/// exactly once. Nothing else can run it: no route woke anyone and the bot does not restart.
 /// Shared with the Redis store's tests.
 pub async fn stored_but_never_queued(app: TestApp) {
     let store = app.open_store().await;
@@ -123,22 +123,9 @@ pub async fn stored_but_never_queued(app: TestApp) {
     let accepted = store
         .accept_message(new_event_id(), message_id.clone(), payload, NOW)
         .await;
-    let Ok(abort_bot::store::Accepted::New(id)) = accepted else {
+    let Ok(abort_bot::store::Accepted::New(_)) = accepted else {
         panic!("stored: {accepted:?}");
     };
-    // One second short of the (test bots' 10 s) grace: sweeps pass and leave it alone, since
-    // its route may still be about to queue it.
-    app.clock
-        .advance_secs(i64::try_from(SWEEP_GRACE.as_secs()).expect("secs") - 1);
-    app.sweeps_pass(2).await;
-    let pending: Vec<i64> = app.pending(&store).await.iter().map(|i| i.id).collect();
-    assert_eq!(pending, [id], "still pending, untouched");
-    assert_eq!(app.swept().await, 0, "no sweep queued it");
-    assert!(app.project.requests_to("PUT", "/open_api/").is_empty());
-    assert!(app.lark.replies_to(&message_id).is_empty());
-
-    // Past the grace: the next sweep runs it.
-    app.clock.advance_secs(2);
     let reply = app.reply_to(&message_id).await;
     assert_eq!(
         card_color(&reply.card),
@@ -147,10 +134,7 @@ pub async fn stored_but_never_queued(app: TestApp) {
         card_text(&reply.card)
     );
     app.settled().await;
-    assert_eq!(app.swept().await, 1, "the sweep queued it");
-    // Later sweeps find nothing to queue.
-    app.sweeps_pass(2).await;
-    assert_eq!(app.swept().await, 1);
+    assert_eq!(app.claimed().await, 1, "claimed once, from the store");
     assert_eq!(app.lark.replies_to(&message_id).len(), 1);
     assert_eq!(app.project.requests_to("PUT", "/open_api/").len(), 1);
     assert_eq!(
@@ -160,53 +144,53 @@ pub async fn stored_but_never_queued(app: TestApp) {
 }
 
 #[tokio::test]
-async fn the_sweep_leaves_an_event_alone_while_it_runs() {
-    let app = spawn_app().await;
+async fn a_renewed_lease_keeps_a_slow_event_from_a_second_run() {
+    // A lease far shorter than the slow PUT: only its renewals (every 0.5 s) keep the event
+    // this bot's.
+    let app = spawn_with(Options {
+        inbox_lease: Duration::from_millis(1500),
+        upstream_timeout: Duration::from_secs(15),
+        ..Options::default()
+    })
+    .await;
     app.project
-        .push_fault(Endpoint::Abort, Fault::Delay(Duration::from_secs(3)));
+        .push_fault(Endpoint::Abort, Fault::Delay(Duration::from_secs(5)));
     let message_id = app.send(ALICE, Chat::Group, "/abort 12345 test").await;
-    wait_for_puts(&app, 1).await;
-    // Old enough for the sweep, and sweeps pass while the PUT is slow.
-    app.clock.advance_secs(120);
-    app.sweeps_pass(2).await;
-    assert!(
-        app.lark.replies_to(&message_id).is_empty(),
-        "the PUT was still running while those sweeps passed"
-    );
     app.reply_to(&message_id).await;
     assert_eq!(app.settled_replies(&message_id).await.len(), 1);
-    assert_eq!(app.swept().await, 0, "no sweep queued it");
+    assert_eq!(
+        app.claimed().await,
+        1,
+        "claimed once: polls passed while it ran"
+    );
+    assert_eq!(app.takeovers().await, 0);
     assert_eq!(app.project.requests_to("PUT", "/open_api/").len(), 1);
 }
 
 #[tokio::test]
-async fn the_sweep_leaves_an_event_alone_while_its_retry_waits() {
+async fn a_retry_waits_in_the_store_and_runs_once() {
     let app = spawn_app().await;
     // Whether the bot was mentioned cannot be told (bot info fails through the client's own
-    // retries): the worker waits 1 s and runs the event again.
+    // retries): the worker stores a retry due 1 s later and runs the event again then.
     for _ in 0..4 {
         app.lark
             .push_fault(abort_bot::emulator::lark::Endpoint::BotInfo, 500, 0);
     }
     let message_id = app.send(ALICE, Chat::Group, "/abort 12345 test").await;
-    wait_until("the failed bot info calls", || {
-        app.lark.state().faults.is_empty()
-    })
-    .await;
-    app.clock.advance_secs(120);
-    app.sweeps_pass(2).await;
-    assert!(
-        app.lark.replies_to(&message_id).is_empty(),
-        "the retry was still waiting while those sweeps passed"
-    );
     app.reply_to(&message_id).await;
-    // Every event finished and no sweep queued a copy, so none can still come.
     assert_eq!(app.settled_replies(&message_id).await.len(), 1);
-    assert_eq!(app.swept().await, 0, "no sweep queued it");
+    // The first try and the retry; no poll claimed it while its pause ran.
+    assert_eq!(app.claimed().await, 2);
+    let store = app.open_store().await;
+    assert_eq!(
+        store.inbox_stats().await.expect("stats").pending,
+        0,
+        "finished"
+    );
     assert_eq!(
         app.project.requests_to("PUT", "/open_api/").len(),
         1,
-        "the retry acted once, nothing from the sweep"
+        "the retry acted once"
     );
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use abort_bot::store::{
-    Accepted, Claim, ClaimRequest, Finish, NewDelivery, OutboxItem, RedisUrl, Store,
+    Accepted, Claim, ClaimRequest, Finish, InboxStats, NewDelivery, OutboxItem, RedisUrl, Store,
 };
 
 use super::redis_server::RedisServer;
@@ -19,6 +19,10 @@ enum Backing {
 }
 
 const RETENTION: Duration = Duration::from_secs(24 * 3600);
+/// A lease no test outlives.
+const LONG: Duration = Duration::from_secs(600);
+/// A lease a test sees expire.
+const SHORT: Duration = Duration::from_millis(150);
 
 impl Backing {
     fn sqlite() -> Self {
@@ -80,6 +84,12 @@ conformance!(
     a_due_delivery_is_leased_retried_later_and_survives_a_reopen,
     an_ended_delivery_is_never_due_again_and_a_given_up_one_keeps_its_code,
     the_outbox_is_read_in_bounded_pages_oldest_due_first,
+    the_inbox_is_claimed_in_bounded_pages_and_never_twice,
+    an_expired_lease_is_taken_over_once_and_counted_as_an_attempt,
+    a_renewed_lease_holds_and_a_released_one_is_due_at_once,
+    a_retry_waits_out_its_pause_in_the_store,
+    finishing_drops_the_lease_and_the_stats_follow,
+    a_held_click_is_leased_to_its_holder_until_it_expires,
 );
 
 fn event(n: u32) -> String {
@@ -131,11 +141,31 @@ async fn pending_work_survives_a_reopen_oldest_first(b: Backing) {
             other => panic!("{other:?}"),
         }
     }
-    s.note_attempt(ids[0]).await.expect("attempt");
-    s.note_attempt(ids[0]).await.expect("attempt");
+    // Two tries at the first one end in a retry (due at once again); the others are handed
+    // back untried.
+    for attempt in 0..2 {
+        let claimed = s.claim_inbox("a", 3, LONG).await.expect("claim");
+        let first = claimed.iter().find(|i| i.id == ids[0]).expect("claimed");
+        assert_eq!(first.attempts, attempt);
+        assert!(
+            s.retry_inbox("a", ids[0], Duration::ZERO)
+                .await
+                .expect("retry")
+        );
+        s.release_inbox("a", &ids[1..]).await.expect("release");
+    }
     s.finish(ids[1], Finish::Done, 1001).await.expect("finish");
-    // An attempt at an unknown item changes nothing.
-    s.note_attempt(9_999).await.expect("attempt on nothing");
+    // A retry of an unknown item, or of one not held, changes nothing.
+    assert!(
+        !s.retry_inbox("a", 9_999, Duration::ZERO)
+            .await
+            .expect("retry")
+    );
+    assert!(
+        !s.retry_inbox("a", ids[2], Duration::ZERO)
+            .await
+            .expect("retry")
+    );
     drop(s);
 
     let s = b.open().await;
@@ -642,4 +672,368 @@ async fn the_outbox_is_read_in_bounded_pages_oldest_due_first(b: Backing) {
     let last = s.due_deliveries(2_000_000, 45_000, 3).await.expect("due");
     assert_eq!(keys(&last), ["message:0"]);
     assert_eq!(s.deliveries_waiting().await, Ok(7), "leased, still waiting");
+}
+
+/// Accepts `n` messages (received at 1000, 1001, …); their ids, oldest first.
+async fn accept(s: &Store, n: u32) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for i in 1..=n {
+        match s
+            .accept_message(
+                event(i),
+                format!("om_{i}"),
+                format!("{{\"n\":{i}}}"),
+                999 + i64::from(i),
+            )
+            .await
+        {
+            Ok(Accepted::New(id)) => ids.push(id),
+            other => panic!("{other:?}"),
+        }
+    }
+    ids
+}
+
+fn ids_of(items: &[abort_bot::store::InboxItem]) -> Vec<i64> {
+    items.iter().map(|i| i.id).collect()
+}
+
+/// Claims for `owner` (bounded: 5 s) until the store hands something over.
+async fn claim_when_due(
+    s: &Store,
+    owner: &str,
+    lease: Duration,
+) -> Vec<abort_bot::store::InboxItem> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = s.claim_inbox(owner, 10, lease).await.expect("claim");
+        if !got.is_empty() {
+            return got;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing came due within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn the_inbox_is_claimed_in_bounded_pages_and_never_twice(b: Backing) {
+    let s = b.open().await;
+    let ids = accept(&s, 5).await;
+    assert!(s.claim_inbox("a", 0, LONG).await.expect("claim").is_empty());
+    let first = s.claim_inbox("a", 2, LONG).await.expect("claim");
+    assert_eq!(ids_of(&first), ids[..2], "a bounded page, oldest first");
+    assert!(
+        first
+            .iter()
+            .all(|i| !i.taken_over && i.attempts == 0 && i.kind == "message")
+    );
+    assert_eq!(first[0].payload, "{\"n\":1}");
+    assert_eq!(first[0].received_at, 1000);
+    let rest = s.claim_inbox("b", 10, LONG).await.expect("claim");
+    assert_eq!(
+        ids_of(&rest),
+        ids[2..],
+        "another owner gets only what nobody holds"
+    );
+    assert!(
+        s.claim_inbox("a", 10, LONG)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    assert!(
+        s.claim_inbox("b", 10, LONG)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    // Reading what is pending claims nothing and shows all five.
+    assert_eq!(ids_of(&s.pending(10).await.expect("pending")), ids);
+}
+
+async fn an_expired_lease_is_taken_over_once_and_counted_as_an_attempt(b: Backing) {
+    let s = b.open().await;
+    let ids = accept(&s, 1).await;
+    assert_eq!(
+        ids_of(&s.claim_inbox("a", 10, SHORT).await.expect("claim")),
+        ids
+    );
+    // Its holder stops renewing: once the lease ends, one other owner takes it over.
+    let taken = claim_when_due(&s, "b", LONG).await;
+    assert_eq!(ids_of(&taken), ids);
+    assert!(taken[0].taken_over);
+    assert_eq!(taken[0].attempts, 1, "a takeover counts as an attempt");
+    assert!(
+        s.claim_inbox("c", 10, LONG)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "not twice"
+    );
+    // The first holder hears it lost the lease, and can no longer retry or release it.
+    assert_eq!(s.renew_inbox("a", &ids, LONG).await.expect("renew"), ids);
+    assert!(
+        !s.retry_inbox("a", ids[0], Duration::ZERO)
+            .await
+            .expect("retry")
+    );
+    s.release_inbox("a", &ids).await.expect("release");
+    assert!(
+        s.claim_inbox("c", 10, LONG)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    // The new holder still holds it.
+    assert!(
+        s.renew_inbox("b", &ids, LONG)
+            .await
+            .expect("renew")
+            .is_empty()
+    );
+}
+
+async fn a_renewed_lease_holds_and_a_released_one_is_due_at_once(b: Backing) {
+    let s = b.open().await;
+    let ids = accept(&s, 2).await;
+    assert_eq!(
+        ids_of(&s.claim_inbox("a", 10, SHORT).await.expect("claim")),
+        ids
+    );
+    // The first is renewed for long, the second left to expire.
+    assert!(
+        s.renew_inbox("a", &ids[..1], LONG)
+            .await
+            .expect("renew")
+            .is_empty()
+    );
+    let taken = claim_when_due(&s, "b", LONG).await;
+    assert_eq!(
+        ids_of(&taken),
+        ids[1..],
+        "only the lease left to expire was taken over"
+    );
+    // Handed back: due at once for anyone, and not an attempt.
+    s.release_inbox("a", &ids[..1]).await.expect("release");
+    let again = s.claim_inbox("c", 10, LONG).await.expect("claim");
+    assert_eq!(ids_of(&again), ids[..1]);
+    assert!(!again[0].taken_over);
+    assert_eq!(again[0].attempts, 0);
+    // A renewal by the owner that handed it back finds it lost.
+    assert_eq!(
+        s.renew_inbox("a", &ids[..1], LONG).await.expect("renew"),
+        ids[..1]
+    );
+}
+
+async fn a_retry_waits_out_its_pause_in_the_store(b: Backing) {
+    let s = b.open().await;
+    let ids = accept(&s, 1).await;
+    s.claim_inbox("a", 10, LONG).await.expect("claim");
+    assert!(
+        s.retry_inbox("a", ids[0], Duration::from_millis(300))
+            .await
+            .expect("retry")
+    );
+    assert!(
+        s.claim_inbox("b", 10, LONG)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "not due during its pause"
+    );
+    let again = claim_when_due(&s, "b", LONG).await;
+    assert_eq!(ids_of(&again), ids);
+    assert_eq!(again[0].attempts, 1);
+    assert!(!again[0].taken_over, "a retry is no takeover");
+}
+
+async fn finishing_drops_the_lease_and_the_stats_follow(b: Backing) {
+    let s = b.open().await;
+    assert_eq!(s.inbox_stats().await, Ok(InboxStats::default()));
+    let ids = accept(&s, 3).await;
+    assert_eq!(
+        s.inbox_stats().await,
+        Ok(InboxStats {
+            pending: 3,
+            oldest_received_at: Some(1000)
+        })
+    );
+    s.claim_inbox("a", 2, LONG).await.expect("claim");
+    s.finish(ids[0], Finish::Done, 1005).await.expect("finish");
+    s.finish_delivering(ids[1], delivery("message:om_2"), Vec::new(), 1_005_000)
+        .await
+        .expect("finish");
+    assert_eq!(
+        s.renew_inbox("a", &ids[..2], LONG).await.expect("renew"),
+        ids[..2],
+        "finished: no lease left"
+    );
+    assert_eq!(
+        s.inbox_stats().await,
+        Ok(InboxStats {
+            pending: 1,
+            oldest_received_at: Some(1002)
+        })
+    );
+    assert_eq!(
+        ids_of(&s.claim_inbox("b", 10, LONG).await.expect("claim")),
+        ids[2..]
+    );
+    assert!(
+        s.claim_inbox("c", 10, LONG)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+}
+
+async fn a_held_click_is_leased_to_its_holder_until_it_expires(b: Backing) {
+    let s = b.open().await;
+    let held = s
+        .hold_click("a", "click_1".into(), "{\"c\":1}".into(), 1000, SHORT)
+        .await
+        .expect("hold");
+    let Some(id) = held else {
+        panic!("a new click is stored");
+    };
+    assert_eq!(
+        s.hold_click("b", "click_1".into(), "{}".into(), 1001, LONG)
+            .await,
+        Ok(None),
+        "the same click is stored once"
+    );
+    assert!(
+        s.claim_inbox("b", 10, LONG)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "held by a"
+    );
+    assert_eq!(s.inbox_stats().await.map(|st| st.pending), Ok(1));
+    // Its holder stops: another takes it over once the lease ends.
+    let taken = claim_when_due(&s, "b", LONG).await;
+    assert_eq!(ids_of(&taken), [id]);
+    assert_eq!(
+        (taken[0].kind.as_str(), taken[0].payload.as_str()),
+        ("click", "{\"c\":1}")
+    );
+    assert!(taken[0].taken_over);
+}
+
+#[tokio::test]
+async fn an_older_sqlite_file_is_migrated_and_a_dead_process_leases_are_cleared() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store.db");
+    {
+        // The inbox as versions before leases wrote it, with two events waiting (one of them
+        // tried twice) and one done.
+        let c = rusqlite::Connection::open(&path).expect("open");
+        c.execute_batch(
+            "CREATE TABLE inbox (
+                 id INTEGER PRIMARY KEY, dedup_key TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
+                 payload TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending',
+                 attempts INTEGER NOT NULL DEFAULT 0, received_at INTEGER NOT NULL,
+                 finished_at INTEGER);
+             CREATE INDEX inbox_pending ON inbox (status, id);
+             INSERT INTO inbox (dedup_key, kind, payload, attempts, received_at)
+                 VALUES ('message:om_1', 'message', '{\"n\":1}', 2, 1000),
+                        ('message:om_2', 'message', '{\"n\":2}', 0, 1001);
+             INSERT INTO inbox (dedup_key, kind, payload, status, received_at, finished_at)
+                 VALUES ('message:om_3', 'message', '{}', 'done', 1002, 1003);",
+        )
+        .expect("old layout");
+    }
+    let s = Store::open(&path).expect("opens and migrates");
+    let claimed = s.claim_inbox("a", 10, LONG).await.expect("claim");
+    let seen: Vec<(i64, &str, i64, bool)> = claimed
+        .iter()
+        .map(|i| (i.id, i.payload.as_str(), i.attempts, i.taken_over))
+        .collect();
+    assert_eq!(
+        seen,
+        [(1, "{\"n\":1}", 2, false), (2, "{\"n\":2}", 0, false)]
+    );
+    assert_eq!(
+        s.accept_message("ev_x".into(), "om_3".into(), "{}".into(), 1004)
+            .await,
+        Ok(Accepted::DuplicateMessage),
+        "the dedup of the old rows holds"
+    );
+    drop(s);
+    drop(claimed);
+
+    // A file whose process died holding leases: the next process (which takes the file
+    // lock) finds them due at once, each counted as an attempt. Written as that process left
+    // it: no store of this process has had it open.
+    let path = dir.path().join("crashed.db");
+    {
+        let c = rusqlite::Connection::open(&path).expect("open");
+        c.execute_batch(
+            "CREATE TABLE inbox (
+                 id INTEGER PRIMARY KEY, dedup_key TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
+                 payload TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending',
+                 attempts INTEGER NOT NULL DEFAULT 0, received_at INTEGER NOT NULL,
+                 finished_at INTEGER, due_at INTEGER NOT NULL DEFAULT 0, lease_owner TEXT,
+                 lease_until INTEGER);
+             INSERT INTO inbox (dedup_key, kind, payload, received_at, due_at, lease_owner,
+                                lease_until)
+                 VALUES ('click:c1', 'click', '{}', 1000, 99999999999999, 'dead-1',
+                         99999999999999);",
+        )
+        .expect("a dead process's lease");
+    }
+    let s = Store::open(&path).expect("opens");
+    let claimed = s.claim_inbox("a", 10, LONG).await.expect("claim");
+    assert_eq!(claimed.len(), 1, "{claimed:?}");
+    assert_eq!(
+        (claimed[0].kind.as_str(), claimed[0].attempts),
+        ("click", 1)
+    );
+}
+
+#[tokio::test]
+async fn a_layout_1_redis_is_migrated_at_open_and_an_unknown_layout_refused() {
+    let server = RedisServer::start();
+    for line in [
+        "SET abort-bot:schema 1",
+        "SET abort-bot:inbox:next-id 2",
+        "HSET abort-bot:inbox:1 kind message payload p1 attempts 2 status pending received_at 1000 dedup abort-bot:message:om_1",
+        "SET abort-bot:message:om_1 1",
+        "HSET abort-bot:inbox:2 kind message payload p2 attempts 0 status pending received_at 1001 dedup abort-bot:message:om_2",
+        "SET abort-bot:message:om_2 2",
+        "ZADD abort-bot:inbox:pending 1 1 2 2",
+    ] {
+        let reply = server.command(line);
+        assert!(!reply.starts_with('-'), "{line}: {reply}");
+    }
+    let s = redis_store(&server.url()).await;
+    assert_eq!(server.command("GET abort-bot:schema"), "$1\r\n2\r\n");
+    let claimed = s.claim_inbox("a", 10, LONG).await.expect("claim");
+    let seen: Vec<(i64, &str, i64)> = claimed
+        .iter()
+        .map(|i| (i.id, i.payload.as_str(), i.attempts))
+        .collect();
+    assert_eq!(seen, [(1, "p1", 2), (2, "p2", 0)]);
+    let next = s
+        .accept_message("ev_3".into(), "om_3".into(), "{}".into(), 1002)
+        .await;
+    assert_eq!(next, Ok(Accepted::New(3)), "ids go on from the old counter");
+    // Opening again changes nothing (already layout 2).
+    let again = redis_store(&server.url()).await;
+    assert_eq!(
+        ids_of(&again.claim_inbox("b", 10, LONG).await.expect("claim")),
+        [3]
+    );
+
+    let other = RedisServer::start();
+    other.command("SET abort-bot:schema 9");
+    let url = RedisUrl::parse(&other.url()).expect("url");
+    let refused = Store::open_redis(&url, RETENTION).await;
+    let Err(e) = refused else {
+        panic!("a layout from the future is refused");
+    };
+    assert!(e.to_string().contains("layout 9"), "{e}");
 }
