@@ -225,6 +225,7 @@ impl App {
             sweep_every: o.sweep_every,
             sweep_grace: o.sweep_grace,
             metrics: clients.metrics,
+            give_up_after: settings.reply_retry,
         };
         Ok(App {
             listener,

@@ -4,7 +4,10 @@
 //! but whose answer was lost, so its redelivery was taken for a duplicate). An event ends in
 //! the same store write that puts its answer in the outbox ([`crate::outbox`]), so the work
 //! is never run again and the answer is never lost; sending it is the outbox's job. A re-run
-//! after a crash mid-work cannot act twice: the PUT carries a derived idempotency key.
+//! after a crash mid-work cannot act twice: the PUT carries a derived idempotency key. An
+//! event that fails in a way that can pass (Lark unreachable while the bot's own identity is
+//! not yet known) is tried again once in memory, then waits pending in the store for the
+//! sweeps, for as long as `ABORT_BOT_REPLY_RETRY` from its arrival.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -21,8 +24,9 @@ use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::store::{Finish, InboxItem, Store};
 
-/// Attempts before an event is given up on (and logged as failed).
-const MAX_ATTEMPTS: i64 = 5;
+/// Tries of an event that failed in a way that can pass made in memory, a short pause apart;
+/// after them the event waits in the store, and each sweep tries it again.
+const TRIES_IN_MEMORY: i64 = 2;
 /// Events handled at once.
 const CONCURRENCY: usize = 32;
 /// How long shutdown waits for in-flight events.
@@ -116,6 +120,10 @@ pub struct Worker {
     pub sweep_grace: Duration,
     /// Counts sweeps and what they queued.
     pub metrics: Arc<Metrics>,
+    /// `ABORT_BOT_REPLY_RETRY`: how long, from its arrival, an event that fails in a way that
+    /// can pass (Lark unreachable while the bot's identity is unknown) is tried again; as
+    /// long as an answer is retried.
+    pub give_up_after: Duration,
 }
 
 impl Worker {
@@ -230,28 +238,41 @@ impl Worker {
                 requeue.finished(item.id);
             }
             Ok(None) => self.finish(item.id, Finish::Done, &requeue).await,
-            Err(e) if e.is_retryable() && item.attempts + 1 < MAX_ATTEMPTS => {
-                tracing::warn!(error = %e, attempt = item.attempts + 1, "message failed; will retry");
+            Err(e) if e.is_retryable() && !self.expired(&item) => {
                 if let Err(e) = self.store.note_attempt(item.id).await {
                     tracing::error!(error = %e, "cannot count the attempt");
                 }
-                let delay =
-                    Duration::from_secs(2u64.pow(u32::try_from(item.attempts).unwrap_or(0).min(6)));
-                let next = InboxItem {
-                    attempts: item.attempts + 1,
-                    ..item
-                };
+                let attempts = item.attempts + 1;
+                if attempts >= TRIES_IN_MEMORY {
+                    // Nothing of it is held here while it waits: it stays pending in the store
+                    // and the next sweep runs it again.
+                    tracing::warn!(error = %e, attempt = attempts, "message failed; it waits in the inbox for the next sweep");
+                    requeue.finished(item.id);
+                    return;
+                }
+                tracing::warn!(error = %e, attempt = attempts, "message failed; will retry");
+                let next = InboxItem { attempts, ..item };
                 // Still in flight while it waits, so the sweep leaves it alone.
                 tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                     requeue.resend(next);
                 });
+            }
+            Err(e) if e.is_retryable() => {
+                tracing::error!(error = %e, "message failed until ABORT_BOT_REPLY_RETRY ran out; dropped");
+                self.finish(item.id, Finish::Failed, &requeue).await;
             }
             Err(e) => {
                 tracing::error!(error = %e, "message failed for good");
                 self.finish(item.id, Finish::Failed, &requeue).await;
             }
         }
+    }
+
+    /// Whether `give_up_after` has passed since the event arrived (by the bot's clock).
+    fn expired(&self, item: &InboxItem) -> bool {
+        let limit = i64::try_from(self.give_up_after.as_secs()).unwrap_or(i64::MAX);
+        self.clock.now_secs().saturating_sub(item.received_at) > limit
     }
 
     async fn finish(&self, id: i64, how: Finish, queue: &Queue) {

@@ -8,6 +8,7 @@ mod card_rules;
 mod card_snapshots;
 mod commands;
 mod deploy;
+mod faults;
 mod interactive;
 mod limits;
 mod listener;
