@@ -658,6 +658,8 @@ fn put_outcome(answer: &PutAnswer, action: Action, first_try: bool) -> Option<Ou
         _ if ours_landed && e.code() == Some(10430) => Some(Outcome::Done),
         // Ours may have landed, and no try since said so.
         (Outcome::Busy(_), _) if ours_landed => None,
+        // The last answer itself says nothing of what was done (unreadable, yet a success).
+        _ if e.may_have_landed() => None,
         // 10430 on a first, answered try: what a duplicate returns is unconfirmed
         // (`protocol/feishu-project.md` §2.4), so the item is read rather than guessed.
         _ if e.code() == Some(10430) => None,

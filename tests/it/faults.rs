@@ -133,3 +133,193 @@ async fn a_group_command_still_unrunnable_after_abort_bot_reply_retry_is_dropped
     assert!(app.settled_replies(&message_id).await.is_empty());
     assert!(app.project.requests_to("PUT", "/open_api/").is_empty());
 }
+
+/// One way Feishu Project fails an abort, and what the command must end in.
+struct Case {
+    what: &'static str,
+    faults: Vec<(Endpoint, Fault)>,
+    /// The final card's colour, and a phrase it must say.
+    color: &'static str,
+    says: &'static str,
+    /// Whether the item ends aborted (changed once) or untouched.
+    aborted: bool,
+}
+
+fn burst(endpoint: Endpoint, n: usize, fault: &Fault) -> Vec<(Endpoint, Fault)> {
+    vec![(endpoint, fault.clone()); n]
+}
+
+/// `protocol/feishu-project.md` §7.3: 500 `50006` is a momentary overload; §7.2: 429 `10429`
+/// the rate limit. The client tries a call 4 times (1 + 3 retries): a burst of 3 passes, a
+/// burst of 4 does not.
+fn cases() -> Vec<Case> {
+    let overload = Fault::Error {
+        status: 500,
+        code: 50006,
+        msg: "openapi system err, please try again later".into(),
+    };
+    let limited = Fault::Error {
+        status: 429,
+        code: 10429,
+        msg: "API Request Frequency Limit".into(),
+    };
+    // Longer than the bot's timeout (500 ms in these tests).
+    let slow = Fault::Delay(Duration::from_millis(1500));
+    let done = ("green", "Aborted", true);
+    let case = |what, faults, (color, says, aborted)| Case {
+        what,
+        faults,
+        color,
+        says,
+        aborted,
+    };
+    vec![
+        case(
+            "3 × 500/50006 on the PUT",
+            burst(Endpoint::Abort, 3, &overload),
+            done,
+        ),
+        case(
+            "3 × 429/10429 on the PUT",
+            burst(Endpoint::Abort, 3, &limited),
+            done,
+        ),
+        case(
+            "500/50006, 10429 and a non-JSON page on the lookups",
+            [
+                burst(Endpoint::UserQuery, 1, &overload),
+                burst(Endpoint::Query, 1, &limited),
+                burst(Endpoint::Query, 1, &Fault::NotJson { status: 502 }),
+                burst(Endpoint::AllTypes, 2, &Fault::NotJson { status: 504 }),
+            ]
+            .concat(),
+            done,
+        ),
+        case(
+            "3 × a non-JSON 502 page on the PUT",
+            burst(Endpoint::Abort, 3, &Fault::NotJson { status: 502 }),
+            done,
+        ),
+        case(
+            "a 200 that is not JSON on the PUT: read back, not guessed",
+            burst(Endpoint::Abort, 1, &Fault::NotJson { status: 200 }),
+            ("orange", "the item is **not aborted**", false),
+        ),
+        case(
+            "the PUT slower than the timeout",
+            burst(Endpoint::Abort, 1, &slow),
+            done,
+        ),
+        case(
+            "the PUT applied, its answer never sent",
+            burst(Endpoint::Abort, 1, &Fault::Hang { apply: true }),
+            done,
+        ),
+        case(
+            "the connection closed after the PUT was applied",
+            burst(Endpoint::Abort, 1, &Fault::Close { apply: true }),
+            done,
+        ),
+        case(
+            "the connection closed before the PUT was applied",
+            burst(Endpoint::Abort, 2, &Fault::Close { apply: false }),
+            done,
+        ),
+        case(
+            "every try closed, the first one applied: read back",
+            [
+                burst(Endpoint::Abort, 1, &Fault::Close { apply: true }),
+                burst(Endpoint::Abort, 3, &Fault::Close { apply: false }),
+            ]
+            .concat(),
+            ("orange", "the item is **aborted**", true),
+        ),
+        case(
+            "4 × 500/50006 on the PUT: a 5xx may have landed, read back",
+            burst(Endpoint::Abort, 4, &overload),
+            ("orange", "the item is **not aborted**", false),
+        ),
+        case(
+            "4 × 429/10429 on the PUT: refused, nothing changed",
+            burst(Endpoint::Abort, 4, &limited),
+            ("orange", "nothing was changed", false),
+        ),
+        case(
+            "every try closed, none applied",
+            burst(Endpoint::Abort, 4, &Fault::Close { apply: false }),
+            ("orange", "the item is **not aborted**", false),
+        ),
+        case(
+            "every try slower than the timeout",
+            burst(Endpoint::Abort, 4, &slow),
+            ("orange", "the item is **not aborted**", false),
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_way_feishu_project_fails_ends_in_one_correct_card_and_at_most_one_change() {
+    // A bot of its own for each case (a failing case must not open the circuit for the
+    // next), all at once.
+    let mut runs = tokio::task::JoinSet::new();
+    let count = cases().len();
+    for case in cases() {
+        runs.spawn(run_case(case));
+    }
+    let mut puts = 0;
+    while let Some(run) = runs.join_next().await {
+        puts += run.expect("a case ran to its end");
+    }
+    println!("Feishu Project faults: {count} cases, {puts} PUTs sent");
+}
+
+/// Runs one case; returns how many PUTs were sent.
+async fn run_case(case: Case) -> usize {
+    let app = spawn_with(Options {
+        upstream_timeout: Duration::from_millis(500),
+        ..Options::default()
+    })
+    .await;
+    for (endpoint, fault) in case.faults {
+        app.project.push_fault(endpoint, fault);
+    }
+    let message_id = app.send(ALICE, Chat::Group, "/abort 12345 repeat").await;
+    let reply = app.reply_to(&message_id).await;
+    let mut card = reply.card;
+    if card_color(&card) == "wathet" {
+        // Slow work answers "in progress" first; the result replaces that card.
+        wait_within(case.what, Duration::from_secs(20), || {
+            app.lark
+                .message(&reply.message_id)
+                .is_some_and(|m| m.updates > 0)
+        })
+        .await;
+        card = app.lark.message(&reply.message_id).expect("reply").card;
+    }
+    let text = card_text(&card);
+    assert_eq!(card_color(&card), case.color, "{}: {text}", case.what);
+    assert!(text.contains(case.says), "{}: {text}", case.what);
+    assert_eq!(
+        app.settled_replies(&message_id).await.len(),
+        1,
+        "{}: one reply",
+        case.what
+    );
+    assert!(
+        app.project.state().faults.is_empty(),
+        "{}: every fault met",
+        case.what
+    );
+    let item = app.project.item(12345).expect("item");
+    assert_eq!(item.aborted, case.aborted, "{}", case.what);
+    assert_eq!(
+        app.project.changes(12345),
+        u32::from(case.aborted),
+        "{}: changed at most once",
+        case.what
+    );
+    if case.aborted {
+        assert_eq!(item.reason_option, "repeat", "{}", case.what);
+    }
+    app.project.requests_to("PUT", "/open_api/").len()
+}
