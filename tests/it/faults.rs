@@ -323,3 +323,123 @@ async fn run_case(case: Case) -> usize {
     }
     app.project.requests_to("PUT", "/open_api/").len()
 }
+
+async fn readyz(app: &TestApp) -> (u16, String) {
+    let resp = app
+        .http
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("readyz answers");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
+
+/// Redis goes away while acknowledged commands are mid-work, and comes back: while it is gone
+/// every new delivery gets a 5xx (so Lark pushes it again) and `/readyz` says why; afterwards
+/// the acknowledged commands end (their PUT's repeat is recognised as the bot's own) and the
+/// pushed-again ones run, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_stopped_deliveries_get_a_5xx_and_nothing_acknowledged_is_lost() {
+    let redis = RedisServer::start();
+    let app = spawn_with(Options {
+        redis: Some(redis.clone()),
+        ..Options::default()
+    })
+    .await;
+    app.say(ALICE, Chat::Group, "/help").await;
+    app.project.add_stories(70001, 8);
+    // Two acknowledged commands are in the middle of their PUT when Redis goes.
+    for _ in 0..2 {
+        app.project
+            .push_fault(Endpoint::Abort, Fault::Delay(Duration::from_millis(1500)));
+    }
+    let acked = [
+        app.send(ALICE, Chat::Group, "/abort 70001 test").await,
+        app.send(BOB, Chat::Group, "/abort 70002 test").await,
+    ];
+    wait_for_puts(&app, 2).await;
+    redis.crash();
+    assert_eq!(
+        readyz(&app).await,
+        (503, "store unavailable".to_owned()),
+        "not ready without the store"
+    );
+    let mut refused = Vec::new();
+    for id in 70003..70009 {
+        let message_id = new_message_id();
+        let event = message_event(
+            &new_event_id(),
+            &message_id,
+            ALICE,
+            Chat::Group,
+            &format!("/abort {id} repeat"),
+        );
+        let status = app.post_event(&event).await.status();
+        assert!(status.is_server_error(), "{id}: {status}");
+        refused.push((message_id, event));
+    }
+    // The two in flight finished their PUT but could not store the outcome.
+    wait_until("the delayed PUTs answered", || {
+        app.project.changes(70001) == 1 && app.project.changes(70002) == 1
+    })
+    .await;
+
+    redis.start_again();
+    for _ in 0..250 {
+        if readyz(&app).await.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(readyz(&app).await, (200, "ready".to_owned()));
+    // Lark pushes the refused deliveries again.
+    for (_, event) in &refused {
+        assert_eq!(app.post_event(event).await.status(), 200);
+    }
+    // The acknowledged ones are still pending in Redis; past the sweep's grace they run again.
+    app.clock
+        .advance_secs(i64::try_from(SWEEP_GRACE.as_secs()).expect("secs") + 1);
+    let all: Vec<&String> = acked.iter().chain(refused.iter().map(|(m, _)| m)).collect();
+    for m in &all {
+        let reply = app.reply_to(m).await;
+        assert_eq!(
+            card_color(&reply.card),
+            "green",
+            "{m}: {}",
+            card_text(&reply.card)
+        );
+    }
+    app.settled().await;
+    for m in &all {
+        assert_eq!(app.lark.replies_to(m).len(), 1, "one reply to {m}");
+    }
+    let puts = app.project.requests_to("PUT", "/open_api/");
+    for id in 70001..70009_u64 {
+        assert_eq!(app.project.changes(id), 1, "{id} changed once");
+        let to_it: Vec<_> = puts
+            .iter()
+            .filter(|r| r.path.ends_with(&format!("/{id}/abort")))
+            .collect();
+        // One mid-work when Redis went may have been sent again after it came back (its
+        // outcome could not be stored), always with its own key; the others once.
+        let most = if id <= 70002 { 2 } else { 1 };
+        assert!(
+            (1..=most).contains(&to_it.len()),
+            "{id}: {} PUTs",
+            to_it.len()
+        );
+        assert!(
+            to_it
+                .iter()
+                .all(|r| r.header("x-idem-uuid") == to_it[0].header("x-idem-uuid")),
+            "{id}: one key"
+        );
+    }
+    println!(
+        "store outage: {} acknowledged mid-work, {} refused and pushed again, 0 lost, 0 doubled, {} PUTs",
+        acked.len(),
+        refused.len(),
+        puts.len()
+    );
+}
