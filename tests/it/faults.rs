@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use abort_bot::clock::Clock;
 use abort_bot::emulator::lark::Endpoint as LarkEndpoint;
 use abort_bot::emulator::project::{Endpoint, Fault};
 

@@ -20,6 +20,7 @@ mod props;
 mod rate_limits;
 mod redis_store;
 mod reliability;
+mod replicas;
 mod sandbox;
 mod secrets;
 mod snapshots;

@@ -16,7 +16,8 @@ use super::redis_server::RedisServer;
 const PROCESS_BOUND: Duration = Duration::from_secs(30);
 
 /// An `abort-bot` process with its output collected line by line; killed when dropped.
-struct Bot {
+/// (Also the replicas of [`super::replicas`].)
+pub struct Bot {
     child: Child,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
@@ -25,7 +26,7 @@ struct Bot {
 }
 
 /// The variables every run needs; upstream hosts as given (nothing listens on port 9).
-fn base_env(lark: &str, project: &str, store: &str) -> Vec<(&'static str, String)> {
+pub fn base_env(lark: &str, project: &str, store: &str) -> Vec<(&'static str, String)> {
     vec![
         ("LARK_APP_ID", APP_ID.into()),
         ("LARK_APP_SECRET", APP_SECRET.into()),
@@ -61,7 +62,7 @@ fn collect(
 }
 
 impl Bot {
-    fn start(command: &str, env: &[(&'static str, String)]) -> Bot {
+    pub fn start(command: &str, env: &[(&'static str, String)]) -> Bot {
         let mut child = Command::new(env!("CARGO_BIN_EXE_abort-bot"))
             .arg(command)
             .env_clear()
@@ -83,7 +84,7 @@ impl Bot {
         }
     }
 
-    fn stdout(&self) -> Vec<String> {
+    pub fn stdout(&self) -> Vec<String> {
         self.stdout.lock().expect("output lock").clone()
     }
 
@@ -92,7 +93,7 @@ impl Bot {
     }
 
     /// Waits for the "listening" log line and returns the address in it.
-    fn listening(&mut self) -> SocketAddr {
+    pub fn listening(&mut self) -> SocketAddr {
         let deadline = Instant::now() + PROCESS_BOUND;
         loop {
             let found = self.stdout().iter().find_map(|l| {
@@ -142,7 +143,7 @@ impl Bot {
     }
 
     /// SIGKILL: no shutdown, no cleanup, like a crash.
-    fn kill(&mut self) {
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
