@@ -719,6 +719,15 @@ mod tests {
             Some(Outcome::AlreadyRestored),
             "the opposite state is not ours"
         );
+        // An unreadable success says nothing of what was done: read back, not an error.
+        assert_eq!(
+            put_outcome(
+                &answer(Err(ProjectError::Malformed { status: 200 }), true),
+                Action::Abort,
+                true
+            ),
+            None
+        );
         // Never answered: neither done nor "nothing changed", but read back.
         assert_eq!(
             put_outcome(

@@ -323,17 +323,6 @@ async fn run_case(case: Case) -> usize {
     app.project.requests_to("PUT", "/open_api/").len()
 }
 
-async fn readyz(app: &TestApp) -> (u16, String) {
-    let resp = app
-        .http
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .expect("readyz answers");
-    let status = resp.status().as_u16();
-    (status, resp.text().await.unwrap_or_default())
-}
-
 /// Redis goes away while acknowledged commands are mid-work, and comes back: while it is gone
 /// every new delivery gets a 5xx (so Lark pushes it again) and `/readyz` says why; afterwards
 /// the acknowledged commands end (their PUT's repeat is recognised as the bot's own) and the
@@ -360,7 +349,7 @@ async fn with_redis_stopped_deliveries_get_a_5xx_and_nothing_acknowledged_is_los
     wait_for_puts(&app, 2).await;
     redis.crash();
     assert_eq!(
-        readyz(&app).await,
+        app.readyz().await,
         (503, "store unavailable".to_owned()),
         "not ready without the store"
     );
@@ -386,12 +375,12 @@ async fn with_redis_stopped_deliveries_get_a_5xx_and_nothing_acknowledged_is_los
 
     redis.start_again();
     for _ in 0..250 {
-        if readyz(&app).await.0 == 200 {
+        if app.readyz().await.0 == 200 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(readyz(&app).await, (200, "ready".to_owned()));
+    assert_eq!(app.readyz().await, (200, "ready".to_owned()));
     // Lark pushes the refused deliveries again.
     for (_, event) in &refused {
         assert_eq!(app.post_event(event).await.status(), 200);
