@@ -686,6 +686,8 @@ fn put_outcome(answer: &PutAnswer, action: Action, first_try: bool) -> Option<Ou
         _ if ours_landed && e.code() == Some(10430) => Some(Outcome::Done),
         // Ours may have landed, and no try since said so.
         (Outcome::Busy(_), _) if ours_landed => None,
+        // The last answer itself says nothing of what was done (unreadable, yet a success).
+        _ if e.may_have_landed() => None,
         // 10430 on a first, answered try: what a duplicate returns is unconfirmed
         // (`protocol/feishu-project.md` §2.4), so the item is read rather than guessed.
         _ if e.code() == Some(10430) => None,
@@ -744,6 +746,15 @@ mod tests {
             put_outcome(&answer(Err(api(20008)), true), Action::Abort, true),
             Some(Outcome::AlreadyRestored),
             "the opposite state is not ours"
+        );
+        // An unreadable success says nothing of what was done: read back, not an error.
+        assert_eq!(
+            put_outcome(
+                &answer(Err(ProjectError::Malformed { status: 200 }), true),
+                Action::Abort,
+                true
+            ),
+            None
         );
         // Never answered: neither done nor "nothing changed", but read back.
         assert_eq!(

@@ -85,6 +85,13 @@ pub enum Fault {
     Hang { apply: bool },
     /// Answer after this delay.
     Delay(Duration),
+    /// Take the request (apply it if `apply`), then close the connection without an answer,
+    /// as a proxy or a server dying mid-request does.
+    Close { apply: bool },
+    /// Answer with this status and a body that is not JSON, as a gateway in front of the API
+    /// can (an HTML error page). The gateway's own error shape is UNCONFIRMED
+    /// (`protocol/feishu-project.md` §7.1): the bot must fail safe on whatever it gets.
+    NotJson { status: u16 },
 }
 
 #[derive(Debug)]
@@ -108,6 +115,8 @@ pub struct ProjectState {
     /// while set (an outage; `protocol/feishu-project.md` §7.3, "Server").
     pub failing: bool,
     pub requests: Vec<Recorded>,
+    /// How many times a PUT changed each item (by id): what "changed at most once" counts.
+    pub changes: HashMap<u64, u32>,
     /// (X-PLUGIN-TOKEN, endpoint, X-IDEM-UUID) → when first taken (§2.4).
     idem: HashMap<(String, Endpoint, String), Instant>,
 }
@@ -138,6 +147,7 @@ impl ProjectEmulator {
                 rate_limited: false,
                 slow: None,
                 failing: false,
+                changes: HashMap::new(),
                 requests: Vec::new(),
                 idem: HashMap::new(),
             })),
@@ -183,6 +193,37 @@ impl ProjectEmulator {
 
     pub fn item(&self, id: u64) -> Option<Item> {
         self.state().items.get(&id).cloned()
+    }
+
+    /// How many times a PUT changed the item.
+    pub fn changes(&self, id: u64) -> u32 {
+        self.state().changes.get(&id).copied().unwrap_or(0)
+    }
+
+    /// Adds `count` more active stories to the first space, ids from `first` on, each named
+    /// after its id (for runs that need many distinct items).
+    pub fn add_stories(&self, first: u64, count: u64) {
+        let mut s = self.state();
+        let Some(project_key) = s.spaces.first().map(|sp| sp.project_key.clone()) else {
+            return;
+        };
+        for id in first..first + count {
+            s.items.insert(
+                id,
+                Item {
+                    id,
+                    project_key: project_key.clone(),
+                    type_key: "story".into(),
+                    name: format!("Story {id}"),
+                    pattern: "Node".into(),
+                    aborted: false,
+                    reason: String::new(),
+                    reason_option: String::new(),
+                    intercepted: false,
+                    changed_by: String::new(),
+                },
+            );
+        }
     }
 
     /// Adds the space `ops` (Alice is a member), whose 终止原因 field has options of its own, and
@@ -533,9 +574,37 @@ async fn handle(
             std::future::pending::<()>().await;
         }
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+        Some(Fault::Close { apply }) => {
+            if apply {
+                let _ = emu.answer(endpoint, &segments, &headers, &body);
+            }
+            return closed();
+        }
+        Some(Fault::NotJson { status }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            let page = format!("<html><body><h1>{status}</h1></body></html>");
+            return (
+                status,
+                [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                page,
+            )
+                .into_response();
+        }
         None => {}
     }
     emu.answer(endpoint, &segments, &headers, &body)
+}
+
+/// A response whose body fails before its first byte: the server drops the connection, and
+/// the client sees it closed with no complete answer.
+fn closed() -> Response {
+    let broken = futures_util::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "closed by the emulated server",
+        ))
+    });
+    Response::new(axum::body::Body::from_stream(broken))
 }
 
 impl ProjectEmulator {
@@ -807,6 +876,7 @@ impl ProjectEmulator {
                     i.reason_option = option;
                     i.changed_by = user_key;
                 }
+                *s.changes.entry(item.id).or_default() += 1;
                 ok(json!({}))
             }
             Endpoint::FieldAll => {

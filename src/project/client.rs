@@ -110,7 +110,10 @@ impl ProjectError {
             ProjectError::Timeout => true,
             // A refused connection never reached the server.
             ProjectError::Transport(what) => what != CONNECT_FAILED,
-            ProjectError::Api { status, .. } | ProjectError::Malformed { status } => *status >= 500,
+            ProjectError::Api { status, .. } => *status >= 500,
+            // An unreadable success may be the server's own answer (or a proxy's after it):
+            // it says nothing of what was done.
+            ProjectError::Malformed { status } => *status >= 500 || (200..300).contains(status),
             ProjectError::Unavailable(_) => false,
         }
     }

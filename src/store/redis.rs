@@ -87,7 +87,16 @@ const SCHEMA: &str = "2";
 const PURGE_BATCH: usize = 1000;
 /// How long one command may take before the caller hears an error (Lark waits 3 s).
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Reconnects a command waits for when the connection was lost (the first one at once, the
+/// next after [`RECONNECT_PAUSE`]): with Redis gone a command fails within about a second
+/// (two connect timeouts at worst), so a delivery gets its 5xx and `/readyz` its 503 while
+/// Lark still waits for the answer. The next command tries again.
+const RECONNECT_RETRIES: usize = 1;
+const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
+/// At start-up Redis may still be starting beside the bot: the first connection is tried
+/// this many times, the pause doubling from [`RECONNECT_PAUSE`] (about 12 s in all).
+const START_TRIES: u32 = 7;
 
 static REMEMBER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/remember.lua")));
 static ACCEPT_MESSAGE: LazyLock<Script> =
@@ -192,6 +201,36 @@ type ClaimReply = (
     Option<String>,
 );
 
+/// How every connection to Redis is kept: commands time out after `response_timeout`, and a
+/// lost connection is waited for only briefly ([`RECONNECT_RETRIES`]).
+fn manager_config(response_timeout: Duration) -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(response_timeout))
+        .set_number_of_retries(RECONNECT_RETRIES)
+        .set_min_delay(RECONNECT_PAUSE)
+        .set_max_delay(RECONNECT_PAUSE)
+}
+
+/// A connection manager, its first connection tried [`START_TRIES`] times while Redis is
+/// unreachable (it may be starting); any other error fails at once.
+async fn manager(
+    client: &::redis::Client,
+    config: ConnectionManagerConfig,
+) -> Result<ConnectionManager, RedisError> {
+    let mut pause = RECONNECT_PAUSE;
+    for _ in 1..START_TRIES {
+        match ConnectionManager::new_with_config(client.clone(), config.clone()).await {
+            Err(e) if e.is_io_error() || e.is_timeout() => {
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            other => return other,
+        }
+    }
+    ConnectionManager::new_with_config(client.clone(), config).await
+}
+
 impl RedisStore {
     /// Connects (retrying a few times), checks the key layout, and answers once Redis does.
     pub(super) async fn open(
@@ -215,24 +254,17 @@ impl RedisStore {
             Err(e) if !e.is_io_error() && !e.is_timeout() => return Err(fail(e)),
             _ => {}
         }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT));
-        let conn = ConnectionManager::new_with_config(client.clone(), config)
+        let conn = manager(&client, manager_config(RESPONSE_TIMEOUT))
             .await
             .map_err(fail)?;
         let acks = match wait {
             None => None,
             Some(wait) => {
                 // Redis answers once WAIT ends; the connection gives it a second more.
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                    .set_response_timeout(Some(wait.timeout + Duration::from_secs(1)));
+                let config = manager_config(wait.timeout + Duration::from_secs(1));
                 let mut conns = Vec::with_capacity(ACK_CONNECTIONS);
                 for _ in 0..ACK_CONNECTIONS {
-                    let conn = ConnectionManager::new_with_config(client.clone(), config.clone())
-                        .await
-                        .map_err(fail)?;
+                    let conn = manager(&client, config.clone()).await.map_err(fail)?;
                     conns.push(conn);
                 }
                 Some(Acks {

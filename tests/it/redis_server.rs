@@ -57,10 +57,21 @@ impl RedisServer {
     /// Kills the server at once (SIGKILL, no shutdown save) and starts it again on the same
     /// port and files: what survives is what the append-only file had.
     pub fn crash_and_restart(&self) {
-        let mut guard = self.child.lock().expect("redis child lock");
-        if let Some(mut child) = guard.take() {
+        self.crash();
+        self.start_again();
+    }
+
+    /// Kills the server at once (SIGKILL): it is gone until [`RedisServer::start_again`].
+    pub fn crash(&self) {
+        if let Some(mut child) = self.child.lock().expect("redis child lock").take() {
             stop(&mut child);
         }
+    }
+
+    /// Starts a crashed server again on the same port and files.
+    pub fn start_again(&self) {
+        let mut guard = self.child.lock().expect("redis child lock");
+        assert!(guard.is_none(), "redis-server is still running");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let mut child = spawn(self.port, self.dir.path(), &self.extra);

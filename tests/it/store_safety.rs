@@ -16,6 +16,7 @@ use super::redis_server::RedisServer;
 const PROCESS_BOUND: Duration = Duration::from_secs(30);
 
 /// An `abort-bot` process with its output collected line by line; killed when dropped.
+/// (Also the replicas of [`super::replicas`].)
 pub struct Bot {
     pub child: Child,
     stdout: Arc<Mutex<Vec<String>>>,
@@ -141,7 +142,7 @@ impl Bot {
     }
 
     /// SIGKILL: no shutdown, no cleanup, like a crash.
-    fn kill(&mut self) {
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
