@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use crate::lark::card_action::CardClick;
 use crate::lark::envelope::Inbound;
 use crate::lark::message::ReceivedMessage;
+use crate::lark::url_preview::{self, PreviewRequest};
 use crate::lark::verify::Refusal;
 use crate::lark::ws::EventHandler;
 use crate::lark::ws::frame::Ack;
@@ -82,6 +83,16 @@ pub async fn ingest(
                     Ingested::Acknowledged
                 }
                 Err(e) => store_failed(state, route, &e),
+            }
+        }
+        Inbound::Event(env) if env.event_type == url_preview::EVENT_TYPE => {
+            match PreviewRequest::from_event(&env) {
+                Ok(req) => {
+                    // Changes nothing: a redelivery is answered again, the same way.
+                    state.metrics.inbound(route, "url_preview");
+                    Ingested::Answer(state.previews.handle(&req).await.to_body())
+                }
+                Err(e) => malformed(state, route, &e),
             }
         }
         Inbound::Event(env) => {

@@ -62,8 +62,19 @@ enum Step {
 }
 
 impl Interact {
-    /// Answers one click (already stored under its dedup key).
+    /// Answers one click (already stored under its dedup key). A click on a link preview's
+    /// card gets the toast only: the message is the person's who posted the link, so the card
+    /// is never PATCHed; the preview shows the result when it is refreshed, as every item the
+    /// bot changes is (`protocol/lark.md` §10.5).
     pub async fn handle(&self, click: &CardClick) -> CallbackAnswer {
+        let mut answer = self.answer(click).await;
+        if click.preview_token.is_some() {
+            answer.card = None;
+        }
+        answer
+    }
+
+    async fn answer(&self, click: &CardClick) -> CallbackAnswer {
         let started = Instant::now();
         let now = self.service.clock.now_secs();
         let value = match self.signer.verify(&click.value) {
@@ -207,8 +218,11 @@ impl Interact {
                 let click_id = click.click_id.clone();
                 let nonce = value.nonce.clone();
                 let action = value.action;
+                let preview = click.preview_token.is_some();
                 tokio::spawn(async move {
                     let (key, delivery) = match work.await {
+                        // A preview is refreshed with the item's change, never updated.
+                        Ok(Step::Acted(..)) if preview => return,
                         Ok(Step::Acted(_, card)) => {
                             // The delayed update must come after Lark has the answer (§3.4).
                             tokio::time::sleep_until(answered + AFTER_ANSWER).await;
@@ -392,6 +406,7 @@ mod tests {
             option: None,
             input_value: None,
             form_value: form.as_object().cloned().unwrap_or_else(Map::new),
+            preview_token: None,
         }
     }
 

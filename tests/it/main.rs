@@ -14,6 +14,7 @@ mod listener;
 mod outbox;
 mod outcomes;
 mod pacing;
+mod preview;
 mod project_side;
 mod props;
 mod rate_limits;
