@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::card_value::Signer;
 use crate::chat::Chat;
@@ -21,10 +21,11 @@ use crate::lark::ws::client::{LinkStatus, LongConnection};
 use crate::limits::Limits;
 use crate::metrics::{Metrics, Tap};
 use crate::outbox::{Outbox, Schedule, Sender};
+use crate::preview::{CHANGE_QUEUE, DEFAULT_BUDGET as PREVIEW_BUDGET, Previews};
 use crate::project::client::{ProjectClient, ProjectClientConfig};
 use crate::retry::RetryPolicy;
 use crate::routes::{AppState, ListenerLimits, READ_TIMEOUT, router, serve};
-use crate::service::Service;
+use crate::service::{Changes, Service};
 use crate::store::{Store, StoreError};
 use crate::worker::{DRAIN, LEASE, POLL, Queue, Worker};
 
@@ -151,6 +152,7 @@ impl App {
                 })?;
         let clients = Clients::build(settings, &o)?;
         let lark = clients.lark.clone();
+        let (changes_tx, changes_rx) = mpsc::channel(CHANGE_QUEUE);
         let service = Arc::new(Service {
             project: clients.project,
             lark: clients.lark,
@@ -160,8 +162,10 @@ impl App {
             clock: o.clock.clone(),
             metrics: clients.metrics.clone(),
             limits: Limits::new(settings.max_items, settings.user_rate, o.clock.clone()),
+            changes: Changes::new(changes_tx),
         });
         let signer = Arc::new(Signer::new(settings.card_secret.clone()));
+        let previews = Previews::start(service.clone(), signer.clone(), PREVIEW_BUDGET, changes_rx);
         let outbox = Outbox::new(store.clone(), o.clock.clone());
         // What a crash left pending stays in the store: the worker claims it a page at a
         // time, like anything else.
@@ -186,6 +190,7 @@ impl App {
             metrics: clients.metrics.clone(),
             clock: o.clock.clone(),
             interact,
+            previews,
             link: (settings.mode == Mode::Websocket).then(LinkStatus::default),
         };
         let ws = state.link.clone().map(|link| {

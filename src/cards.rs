@@ -46,6 +46,7 @@ static TEMPLATES: &[(&str, &str)] = &[
     ("progress", include_str!("../cards/progress.json")),
     ("cancelled", include_str!("../cards/cancelled.json")),
     ("refused", include_str!("../cards/refused.json")),
+    ("preview", include_str!("../cards/preview.json")),
     (
         "parts/action_form",
         include_str!("../cards/parts/action_form.json"),

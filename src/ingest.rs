@@ -9,6 +9,7 @@ use tracing::Instrument;
 use crate::lark::card_action::CardClick;
 use crate::lark::envelope::Inbound;
 use crate::lark::message::ReceivedMessage;
+use crate::lark::url_preview::{self, PreviewRequest};
 use crate::lark::verify::Refusal;
 use crate::lark::ws::EventHandler;
 use crate::lark::ws::frame::Ack;
@@ -78,6 +79,16 @@ pub async fn ingest(
                     Ingested::Acknowledged
                 }
                 Err(e) => store_failed(state, route, &e),
+            }
+        }
+        Inbound::Event(env) if env.event_type == url_preview::EVENT_TYPE => {
+            match PreviewRequest::from_event(&env) {
+                Ok(req) => {
+                    // Changes nothing: a redelivery is answered again, the same way.
+                    state.metrics.inbound(route, "url_preview");
+                    Ingested::Answer(state.previews.handle(&req).await.to_body())
+                }
+                Err(e) => malformed(state, route, &e),
             }
         }
         Inbound::Event(env) => {

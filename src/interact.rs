@@ -80,6 +80,9 @@ struct HeldClick {
     form_value: Map<String, Value>,
     /// Until when (Unix ms) the delayed-update token is valid.
     token_until: i64,
+    /// Set when the click came from a link preview.
+    #[serde(default)]
+    preview_token: Option<String>,
 }
 
 impl HeldClick {
@@ -95,6 +98,7 @@ impl HeldClick {
             input_value: click.input_value.clone(),
             form_value: click.form_value.clone(),
             token_until,
+            preview_token: click.preview_token.clone(),
         }
     }
 
@@ -110,6 +114,7 @@ impl HeldClick {
             option: self.option.clone(),
             input_value: self.input_value.clone(),
             form_value: self.form_value.clone(),
+            preview_token: self.preview_token.clone(),
         }
     }
 }
@@ -129,8 +134,19 @@ enum Step {
 }
 
 impl Interact {
-    /// Answers one click (already stored under its dedup key).
+    /// Answers one click (already stored under its dedup key). A click on a link preview's
+    /// card gets the toast only: the message is the person's who posted the link, so the card
+    /// is never PATCHed; the preview shows the result when it is refreshed, as every item the
+    /// bot changes is (`protocol/lark.md` §10.5).
     pub async fn handle(&self, click: &CardClick) -> CallbackAnswer {
+        let mut answer = self.answer(click).await;
+        if click.preview_token.is_some() {
+            answer.card = None;
+        }
+        answer
+    }
+
+    async fn answer(&self, click: &CardClick) -> CallbackAnswer {
         let started = Instant::now();
         let now = self.service.clock.now_secs();
         let value = match self.signer.verify(&click.value) {
@@ -237,6 +253,7 @@ impl Interact {
                     queue: self.queue.clone(),
                     nonce: value.nonce.clone(),
                     action: value.action,
+                    preview: click.preview_token.is_some(),
                 };
                 let click = click.clone();
                 tokio::spawn(
@@ -316,18 +333,20 @@ impl Interact {
     /// claimed by the worker): acts as the click would have (the same idempotency key), then
     /// finishes the item with the result to deliver.
     pub async fn resume(&self, id: i64, payload: &str) {
-        let late = Late {
+        let mut late = Late {
             service: self.service.clone(),
             outbox: self.outbox.clone(),
             queue: self.queue.clone(),
             nonce: String::new(),
             action: crate::domain::Action::Abort,
+            preview: false,
         };
         let Ok(held) = serde_json::from_str::<HeldClick>(payload) else {
             tracing::error!(inbox_id = id, "a stored click is not readable; dropping it");
             late.end(id, Finish::Failed).await;
             return;
         };
+        late.preview = held.preview_token.is_some();
         let click = held.click();
         let Ok(value) = self.signer.verify(&click.value) else {
             tracing::error!(
@@ -551,12 +570,16 @@ struct Late {
     queue: Queue,
     nonce: String,
     action: crate::domain::Action,
+    /// The click came from a link preview: its card is refreshed with the item's change
+    /// (`protocol/lark.md` §10.5), never updated.
+    preview: bool,
 }
 
 impl Late {
     /// The card to deliver for `step`, under its outbox key, if any.
     fn delivery(&self, held: &HeldClick, step: Step) -> Result<Option<(String, Delivery)>, ()> {
         Ok(match step {
+            Step::Acted(..) | Step::Shown(_) if self.preview => None,
             Step::Acted(_, card) | Step::Shown(card) => Some((
                 format!("click:{}", self.nonce),
                 Delivery::Update {
@@ -729,6 +752,7 @@ mod tests {
             option: None,
             input_value: None,
             form_value: form.as_object().cloned().unwrap_or_else(Map::new),
+            preview_token: None,
         }
     }
 

@@ -23,6 +23,9 @@
 //!   button value ([`card_value`], HMAC-bound to its card), claims the card once, and acts
 //!   through the [`service`] as the person who clicked.
 //! - [`audit`]: the audit trail's lines (written with each outcome) and `abort-bot audit`.
+//! - [`preview`]: link previews of work items (`url.preview.get`, read by
+//!   [`lark::url_preview`]): looked up as the viewer, with the action's form, refreshed when
+//!   the bot changes the item.
 //! - [`app`]: wiring, start-up and graceful shutdown.
 //! - [`emulator`]: in-process Lark and Feishu Project for tests and the sandbox.
 //! - [`sandbox`]: `abort-bot sandbox`, the bot and both emulators behind a web chat page.
@@ -44,6 +47,7 @@ pub mod lark;
 pub mod limits;
 pub mod metrics;
 pub mod outbox;
+pub mod preview;
 pub mod project;
 pub mod retry;
 pub mod routes;

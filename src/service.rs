@@ -260,6 +260,35 @@ pub struct Service {
     pub metrics: Arc<Metrics>,
     /// Refs per request, reason length, requests per person per minute.
     pub limits: Limits,
+    /// Told of every item the bot changed (the link previews of it are refreshed).
+    pub changes: Changes,
+}
+
+/// An item the bot just changed: its space (key and simple name, as links name it) and id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changed {
+    pub project_key: String,
+    pub simple_name: String,
+    pub id: u64,
+}
+
+/// Where [`Changed`] goes: a bounded queue, never waited on. A full queue drops the news
+/// (a preview then shows the old state until it is next fetched) and says so in the log.
+#[derive(Debug, Clone, Default)]
+pub struct Changes(Option<tokio::sync::mpsc::Sender<Changed>>);
+
+impl Changes {
+    pub fn new(tx: tokio::sync::mpsc::Sender<Changed>) -> Self {
+        Self(Some(tx))
+    }
+
+    fn tell(&self, changed: Changed) {
+        if let Some(tx) = &self.0
+            && tx.try_send(changed).is_err()
+        {
+            tracing::warn!("the change queue is full; a link preview keeps its old state");
+        }
+    }
 }
 
 /// The PUT's `X-IDEM-UUID`: the same request on the same item always gives the same value.
@@ -370,6 +399,15 @@ impl Service {
                 Err(outcome) => ItemReport::failed(r, None, None, outcome.clone()),
             };
             self.metrics.outcome(req.action.key(), item.outcome.key());
+            if item.outcome == Outcome::Done
+                && let Some(w) = &item.item
+            {
+                self.changes.tell(Changed {
+                    project_key: w.project_key.clone(),
+                    simple_name: w.simple_name.clone(),
+                    id: w.id,
+                });
+            }
             report.items.push(item);
         }
         if let (Ok(user_key), Some(space)) = (

@@ -9,7 +9,9 @@ use crate::cards::{self, Var, Vars, add_message, code_text, md_escape, set, shor
 use crate::command::ParseError;
 use crate::domain::{Action, ReasonMenu, ReasonOption, WorkItemRef, item_link};
 use crate::lark::card_action::Toast;
+use crate::lark::url_preview::Title;
 use crate::limits::Refusal;
+use crate::project::WorkItem;
 use crate::service::{ActReport, BindResult, Found, ItemReport, Outcome};
 
 /// How much of the text typed by people or coming from Feishu Project a card shows. A card
@@ -745,4 +747,124 @@ pub fn outcome_only(outcome: &Outcome, action: Action, actor_open_id: Option<&st
     );
     add_message(&mut vars, outcome.key(), "");
     cards::render("outcome", &vars)
+}
+
+/// Characters of an item or type name in a link preview's inline title.
+const INLINE_CHARS: usize = 80;
+
+/// The words of an item's state in a link preview (`preview_state_*`, as `state_label_*`).
+fn add_preview_state(vars: &mut Vars, is_aborted: Option<bool>) {
+    let state = match is_aborted {
+        Some(true) => "preview_state_aborted",
+        Some(false) => "preview_state_active",
+        None => "preview_state_unknown",
+    };
+    add_message(vars, state, "state_");
+}
+
+fn title_of(vars: &Vars, field: &str) -> Title {
+    let text = |suffix: &str| match vars.get(&format!("preview_{field}_{suffix}")) {
+        Some(Var::Text(t)) => t.clone(),
+        _ => String::new(),
+    };
+    Title {
+        zh: text("zh"),
+        en: text("en"),
+    }
+}
+
+/// A link preview's inline title for an item the viewer can see: name · type · state.
+pub fn preview_title(item: &WorkItem) -> Title {
+    let mut vars = Vars::new();
+    let name = if item.name.is_empty() {
+        item.id.to_string()
+    } else {
+        item.name.clone()
+    };
+    set(&mut vars, "name", shorten(&name, INLINE_CHARS));
+    set(&mut vars, "type", shorten(&item.type_name, INLINE_CHARS));
+    add_preview_state(&mut vars, item.is_aborted);
+    add_message(&mut vars, "preview", "preview_");
+    title_of(&vars, "inline")
+}
+
+/// The inline title made from the link alone (space, type, id as the URL names them): what a
+/// viewer who may not see the item sees, and what answers while Feishu Project is slow.
+pub fn preview_url_title(item_ref: Option<&WorkItemRef>) -> Title {
+    let mut vars = Vars::new();
+    let Some(r) = item_ref else {
+        add_message(&mut vars, "preview", "preview_");
+        return title_of(&vars, "link");
+    };
+    set(
+        &mut vars,
+        "space",
+        shorten(r.space.as_deref().unwrap_or_default(), INLINE_CHARS),
+    );
+    set(
+        &mut vars,
+        "type",
+        shorten(r.type_key.as_deref().unwrap_or_default(), INLINE_CHARS),
+    );
+    set(&mut vars, "id", r.id.to_string());
+    add_message(&mut vars, "preview", "preview_");
+    title_of(&vars, "from_url")
+}
+
+/// A link preview's card: the item's name, type, state, space and link as the viewer sees
+/// them, and the form of the action that applies (Abort… for an active item, Restore… for an
+/// aborted one) with the space's options. Whoever submits it acts, as themselves.
+pub fn preview_card(
+    found: &Found,
+    action: Action,
+    menu: &ReasonMenu,
+    web_url: &Url,
+    stamp: &CardStamp<'_>,
+) -> Value {
+    fitted(|shown| {
+        let mut vars = base_vars(action, None);
+        let report = ItemReport {
+            item_ref: found.item_ref.clone(),
+            space_key: Some(found.space_key.clone()),
+            space: Some(found.space.clone()),
+            item: Some(found.item.clone()),
+            outcome: Outcome::Done,
+            code: None,
+        };
+        item_vars(&mut vars, &report, web_url, shown);
+        let name = if found.item.name.is_empty() {
+            found.item.id.to_string()
+        } else {
+            found.item.name.clone()
+        };
+        // A plain_text header: cut, not escaped.
+        set(&mut vars, "item_title", shorten(&name, shown.name));
+        add_preview_state(&mut vars, found.item.is_aborted);
+        let color = if found.item.is_aborted == Some(true) {
+            "preview_color_aborted"
+        } else {
+            "preview_color_active"
+        };
+        add_message(&mut vars, "preview", "preview_");
+        if let Some(Var::Text(c)) = vars.get(color).cloned() {
+            set(&mut vars, "color", c);
+        }
+        for lang in ["zh", "en"] {
+            if let Some(v) = vars.get(&format!("preview_fields_{lang}")).cloned() {
+                vars.insert(format!("fields_{lang}"), v);
+            }
+        }
+        let items = vec![found.resolved_ref()];
+        let go = stamp.value(Kind::Go, action, None, None, items);
+        add_form(
+            &mut vars,
+            &labels_cut(menu, shown.label),
+            None,
+            "",
+            go,
+            None,
+            "form_preview",
+        );
+        cards::render("preview", &vars)
+    })
 }

@@ -5,7 +5,8 @@
 //! in a second into one chat (or to one user) is refused with 230020 (HTTP 400), more than
 //! 50 in a second or 1000 in a minute for the app with 99991400 (HTTP 429) and
 //! `x-ogw-ratelimit-reset`; each refusal is recorded.
-//! The long connection (endpoint and WebSocket) lives in [`super::lark_ws`].
+//! The long connection (endpoint and WebSocket) lives in [`super::lark_ws`], link previews
+//! (`url.preview.get` and their refresh) in [`super::lark_preview`].
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -139,6 +140,7 @@ pub enum Endpoint {
     Patch,
     CardUpdate,
     Contact,
+    PreviewUpdate,
     /// Not an API: the card in a bot's answer to a click, which the client shows.
     CallbackAnswer,
 }
@@ -172,6 +174,8 @@ pub struct LarkState {
     chat_of: HashMap<String, String>,
     sends: SendLog,
     next_id: u64,
+    /// Link previews: where they are fetched from, what each viewer was shown, refreshes.
+    pub previews: super::lark_preview::PreviewSide,
 }
 
 #[derive(Clone)]
@@ -208,6 +212,7 @@ impl LarkEmulator {
                 chat_of: HashMap::new(),
                 sends: SendLog::default(),
                 next_id: 1,
+                previews: Default::default(),
             })),
             activity,
             ws: super::lark_ws::WsHub::default(),
@@ -371,6 +376,9 @@ fn endpoint_of(method: &Method, segments: &[&str]) -> Option<Endpoint> {
             Some(Endpoint::CardUpdate)
         }
         ("GET", ["open-apis", "contact", "v3", "users", _]) => Some(Endpoint::Contact),
+        ("POST", ["open-apis", "im", "v2", "url_previews", "batch_update"]) => {
+            Some(Endpoint::PreviewUpdate)
+        }
         _ => None,
     }
 }
@@ -477,6 +485,18 @@ async fn handle(
     };
     if let Some(a) = activity {
         let _ = emu.activity.send(a);
+    }
+    if endpoint == Some(Endpoint::PreviewUpdate) && response.status() == StatusCode::OK {
+        // The clients of the listed viewers fetch the previews again (§10.4).
+        let fetches = emu.state().previews.take_fetches();
+        for (viewer, link) in fetches {
+            let emu = emu.clone();
+            tokio::spawn(async move {
+                if let Err(e) = emu.fetch_preview(&viewer, &link).await {
+                    tracing::warn!(error = %e, "an emulated client could not re-fetch a preview");
+                }
+            });
+        }
     }
     response
 }
@@ -698,6 +718,10 @@ fn emu_answer(
                 Some(Activity::Updated { message }),
             )
         }
+        Endpoint::PreviewUpdate => match s.previews.admit(body) {
+            Ok(()) => (answer(200, 0, "success", json!({"data": {}})), None),
+            Err((status, code, msg)) => (answer(status, code, msg, json!({})), None),
+        },
         Endpoint::Contact => {
             let open_id = segments.get(4).copied().unwrap_or_default();
             match s.users.iter().find(|u| u.open_id == open_id) {

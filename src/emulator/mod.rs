@@ -6,6 +6,7 @@
 pub mod card_rules;
 pub mod inbound;
 pub mod lark;
+pub mod lark_preview;
 pub mod lark_ws;
 pub mod project;
 

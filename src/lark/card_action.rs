@@ -40,6 +40,9 @@ pub struct CardClick {
     pub input_value: Option<String>,
     /// On a form submit: each named child's value.
     pub form_value: Map<String, Value>,
+    /// Set on a click on a link preview's card (`delivery_type: url_preview`,
+    /// `protocol/lark.md` §10.5): the preview to refresh, since the message is not the bot's.
+    pub preview_token: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,6 +65,7 @@ impl CardClick {
             card_token: str_at(event, "/token").map(str::to_owned),
             open_message_id: str_at(event, "/context/open_message_id").map(str::to_owned),
             open_chat_id: str_at(event, "/context/open_chat_id").map(str::to_owned),
+            preview_token: str_at(event, "/context/preview_token").map(str::to_owned),
             ..read_action(action)
         })
     }
@@ -124,6 +128,7 @@ fn read_action(action: &Value) -> CardClick {
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default(),
+        preview_token: None,
     }
 }
 

@@ -568,6 +568,29 @@ impl LarkClient {
         self.contacts.get(open_id).await.and_then(|c| c.name)
     }
 
+    /// Makes the viewers of the previews `preview_tokens` (1–10) fetch them again
+    /// (`protocol/lark.md` §10.4); `open_ids` (at most 100) limits who re-fetches, all members
+    /// of the link's chat when empty. Paced by the caller (each token once per 5 s, 5 calls/s).
+    pub async fn refresh_previews(
+        &self,
+        preview_tokens: &[String],
+        open_ids: &[String],
+    ) -> Result<(), LarkError> {
+        let mut body = json!({ "preview_tokens": preview_tokens });
+        if !open_ids.is_empty() {
+            body["open_ids"] = json!(open_ids);
+        }
+        self.call(Call {
+            method: Method::POST,
+            endpoint: "/open-apis/im/v2/url_previews/batch_update",
+            path: "/open-apis/im/v2/url_previews/batch_update".into(),
+            body: Some(body),
+            paced: None,
+        })
+        .await
+        .map(|_| ())
+    }
+
     /// union_id and enterprise email of a user by open_id (cached).
     pub async fn contact(&self, open_id: &str) -> Result<Contact, LarkError> {
         if let Some(c) = self

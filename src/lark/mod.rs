@@ -7,5 +7,6 @@ pub mod client;
 pub mod crypto;
 pub mod envelope;
 pub mod message;
+pub mod url_preview;
 pub mod verify;
 pub mod ws;

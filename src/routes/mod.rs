@@ -35,6 +35,8 @@ pub struct AppState {
     pub clock: SharedClock,
     /// Answers card clicks, inline and within Lark's 3 s.
     pub interact: Arc<Interact>,
+    /// Answers link previews, inline and within Lark's 3 s.
+    pub previews: Arc<crate::preview::Previews>,
     /// The long connection's state, in `websocket` mode (for `/readyz`).
     pub link: Option<LinkStatus>,
 }

@@ -315,6 +315,25 @@ fn every_card() -> BTreeMap<&'static str, Vec<(String, Value)>> {
         "bound".into(),
         views::bound(&Ok(space()), &long_key(), Some(ACTOR)),
     );
+    for aborted in [Some(false), Some(true), None] {
+        let action = if aborted == Some(true) {
+            Action::Restore
+        } else {
+            Action::Abort
+        };
+        let mut item = found(12345);
+        item.item.is_aborted = aborted;
+        for (menu, which) in [
+            (ReasonMenu::defaults(action), "defaults"),
+            (space_menu(action), "space options"),
+        ] {
+            add(
+                "preview",
+                format!("{action} aborted {aborted:?} {which}"),
+                views::preview_card(&item, action, &menu, &web(), &stamp()),
+            );
+        }
+    }
     cards
 }
 

@@ -291,3 +291,52 @@ fn toasts() {
     );
     insta::assert_json_snapshot!(Value::Object(all));
 }
+
+#[test]
+fn preview_of_an_active_item_offers_abort() {
+    let f = found(12345, "Export a space as PDF", Some(false));
+    let card = views::preview_card(
+        &f,
+        Action::Abort,
+        &ReasonMenu::defaults(Action::Abort),
+        &web(),
+        &stamp(),
+    );
+    let title = views::preview_title(&f.item);
+    insta::assert_json_snapshot!(serde_json::json!({
+        "inline": {"zh_cn": title.zh, "en_us": title.en},
+        "card": card,
+    }));
+}
+
+#[test]
+fn preview_of_an_aborted_item_offers_restore() {
+    let f = found(12348, "Old onboarding flow", Some(true));
+    let card = views::preview_card(
+        &f,
+        Action::Restore,
+        &ReasonMenu::defaults(Action::Restore),
+        &web(),
+        &stamp(),
+    );
+    let title = views::preview_title(&f.item);
+    insta::assert_json_snapshot!(serde_json::json!({
+        "inline": {"zh_cn": title.zh, "en_us": title.en},
+        "card": card,
+    }));
+}
+
+#[test]
+fn preview_titles_made_from_the_link_alone() {
+    let r = WorkItemRef {
+        space: Some("doc".into()),
+        type_key: Some("story".into()),
+        id: 12345,
+    };
+    let from_url = views::preview_url_title(Some(&r));
+    let other = views::preview_url_title(None);
+    insta::assert_json_snapshot!(serde_json::json!({
+        "item": {"zh_cn": from_url.zh, "en_us": from_url.en},
+        "not_an_item": {"zh_cn": other.zh, "en_us": other.en},
+    }));
+}

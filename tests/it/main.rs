@@ -18,6 +18,7 @@ mod operate;
 mod outbox;
 mod outcomes;
 mod pacing;
+mod preview;
 mod project_side;
 mod props;
 mod rate_limits;
