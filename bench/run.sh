@@ -14,14 +14,14 @@
 # the emulators (examples/e2e.rs) at a fixed offered load of `/abort` commands, event → PUT →
 # reply as the emulators saw it. Loopback only; every load is bounded in count and time.
 #
-#   bench/run.sh     (ROUNDS=3 DURATION=6 CONNS=50 EVENTS=300000 E2E_RATE=10 E2E_SECONDS=20;
+#   bench/run.sh     (ROUNDS=3 DURATION=6 CONNS=50 EVENTS=400000 E2E_RATE=10 E2E_SECONDS=20;
 #                     PERF=1 adds a `perf record -g` of abort-bot under load, and its report)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-6}
 CONNS=${CONNS:-50}
-EVENTS=${EVENTS:-300000}
+EVENTS=${EVENTS:-400000}
 E2E_RATE=${E2E_RATE:-10}
 E2E_SECONDS=${E2E_SECONDS:-20}
 PERF=${PERF:-0}
@@ -85,7 +85,7 @@ start() { # server port -> pid in $server_pid
   local db="$out/$1.db"
   rm -f "$db" "$db"-*
   case $1 in
-    abort-bot) bot "$2" 3101 3102 "$db" ;;
+    abort-bot) bot "$2" 3101 3102 "$db" 2>"$out/$1.log" ;;
     floor-durable) "$bin/examples/floor" "$2" "$db" & ;;
     floor-plain) "$bin/examples/floor" "$2" & ;;
     node-empty) NODE_PATH="$out/node/node_modules" node bench/node-server.js "$2" >/dev/null & ;;
@@ -174,7 +174,8 @@ rm -f "$out/e2e.db" "$out/e2e.db"-*
 e2e=$!
 pids+=("$e2e")
 wait_port 3111
-bot 3110 3111 3112 "$out/e2e.db" ABORT_BOT_DEFAULT_PROJECT=doc ABORT_BOT_USER_RATE=1000000
+bot 3110 3111 3112 "$out/e2e.db" ABORT_BOT_DEFAULT_PROJECT=doc ABORT_BOT_USER_RATE=1000000 \
+  2>"$out/e2e-bot.log"
 pids+=($!)
 e2e_ok=0
 wait "$e2e" && e2e_ok=1
