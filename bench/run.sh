@@ -14,14 +14,14 @@
 # the emulators (examples/e2e.rs) at a fixed offered load of `/abort` commands, event → PUT →
 # reply as the emulators saw it. Loopback only; every load is bounded in count and time.
 #
-#   bench/run.sh     (ROUNDS=3 DURATION=6 CONNS=50 EVENTS=400000 E2E_RATE=10 E2E_SECONDS=20;
+#   bench/run.sh     (ROUNDS=3 DURATION=6 CONNS=50 EVENTS=600000 E2E_RATE=10 E2E_SECONDS=20;
 #                     PERF=1 adds a `perf record -g` of abort-bot under load, and its report)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-6}
 CONNS=${CONNS:-50}
-EVENTS=${EVENTS:-400000}
+EVENTS=${EVENTS:-600000}
 E2E_RATE=${E2E_RATE:-10}
 E2E_SECONDS=${E2E_SECONDS:-20}
 PERF=${PERF:-0}
