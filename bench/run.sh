@@ -47,6 +47,7 @@ cargo build --profile dist --quiet --bin abort-bot --example emulators --example
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
+trap 'exit 130' INT TERM # so that a stopped run still stops its servers
 
 wait_port() {
   for _ in $(seq 1 100); do
