@@ -86,7 +86,7 @@ start() { # server port -> pid in $server_pid
   local db="$out/$1.db"
   rm -f "$db" "$db"-*
   case $1 in
-    abort-bot) bot "$2" 3101 3102 "$db" 2>"$out/$1.log" ;;
+    abort-bot) bot "$2" 3101 3102 "$db" >"$out/$1.log" 2>&1 ;;
     floor-durable) "$bin/examples/floor" "$2" "$db" & ;;
     floor-plain) "$bin/examples/floor" "$2" & ;;
     node-empty) NODE_PATH="$out/node/node_modules" node bench/node-server.js "$2" >/dev/null & ;;
@@ -176,7 +176,7 @@ e2e=$!
 pids+=("$e2e")
 wait_port 3111
 bot 3110 3111 3112 "$out/e2e.db" ABORT_BOT_DEFAULT_PROJECT=doc ABORT_BOT_USER_RATE=1000000 \
-  2>"$out/e2e-bot.log"
+  >"$out/e2e-bot.log" 2>&1
 pids+=($!)
 e2e_ok=0
 wait "$e2e" && e2e_ok=1
