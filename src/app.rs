@@ -27,7 +27,7 @@ use crate::retry::RetryPolicy;
 use crate::routes::{AppState, ListenerLimits, READ_TIMEOUT, router, serve};
 use crate::service::{Changes, Service};
 use crate::store::{Store, StoreError};
-use crate::worker::{DRAIN, LEASE, POLL, Queue, Worker};
+use crate::worker::{DRAIN, LEASE, POLL, Queue, RETRY_PAUSE_MAX, STATS_EVERY, Worker};
 
 /// What start-up can fail on.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +56,10 @@ pub struct Overrides {
     pub inbox_lease: Duration,
     /// How long shutdown lets running events finish before handing them back.
     pub inbox_drain: Duration,
+    /// How often the inbox gauges are read from the store.
+    pub inbox_stats_every: Duration,
+    /// The longest pause before an event that failed in a way that can pass is tried again.
+    pub inbox_retry_max: Duration,
     /// How long the listener waits for a request's headers, then for its body.
     pub header_timeout: Duration,
     pub body_timeout: Duration,
@@ -75,6 +79,8 @@ impl Default for Overrides {
             inbox_poll: POLL,
             inbox_lease: LEASE,
             inbox_drain: DRAIN,
+            inbox_stats_every: STATS_EVERY,
+            inbox_retry_max: RETRY_PAUSE_MAX,
             header_timeout: READ_TIMEOUT,
             body_timeout: READ_TIMEOUT,
             outbox_poll: Duration::from_secs(1),
@@ -230,6 +236,8 @@ impl App {
             drain: o.inbox_drain,
             metrics: clients.metrics,
             give_up_after: settings.reply_retry,
+            stats_every: o.inbox_stats_every,
+            retry_pause_max: o.inbox_retry_max,
         };
         Ok(App {
             listener,

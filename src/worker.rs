@@ -46,7 +46,7 @@ use crate::store::{Finish, InboxItem, Store};
 /// running it, so it may be what stops them.
 const MAX_ATTEMPTS: i64 = 5;
 /// The longest pause between two tries of an event that failed in a way that can pass.
-const RETRY_PAUSE_MAX: u64 = 60;
+pub const RETRY_PAUSE_MAX: Duration = Duration::from_secs(60);
 /// Events run at once.
 pub const SLOTS: usize = 32;
 /// Events claimed in one store call at most.
@@ -62,7 +62,7 @@ pub const POLL: Duration = Duration::from_secs(1);
 /// exit leaves room for the listener before and the outbox after).
 pub const DRAIN: Duration = Duration::from_secs(20);
 /// How often the inbox gauges are refreshed.
-const STATS_EVERY: Duration = Duration::from_secs(5);
+pub const STATS_EVERY: Duration = Duration::from_secs(5);
 
 /// What the routes and the card handler share with the worker: the wake-up, and the leases
 /// this process holds (so they are renewed and, at shutdown, waited for or handed back).
@@ -184,6 +184,10 @@ pub struct Worker {
     /// can pass (Lark unreachable while the bot's identity is unknown) is tried again; as
     /// long as an answer is retried.
     pub give_up_after: Duration,
+    /// How often the inbox gauges are read from the store ([`STATS_EVERY`]).
+    pub stats_every: Duration,
+    /// The longest pause between two tries ([`RETRY_PAUSE_MAX`]).
+    pub retry_pause_max: Duration,
 }
 
 impl Worker {
@@ -198,7 +202,7 @@ impl Worker {
         let mut renew =
             tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut stats = tokio::time::interval(STATS_EVERY);
+        let mut stats = tokio::time::interval(this.stats_every);
         stats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut claim = true;
         loop {
@@ -414,10 +418,9 @@ impl Worker {
             // (`give_up_after`), the pause doubling up to a minute, waiting in the store.
             Err(e) if e.is_retryable() && !self.expired(&item) => {
                 tracing::warn!(error = %e, attempt = item.attempts + 1, "message failed; will retry");
-                let pause = Duration::from_secs(
-                    2u64.pow(u32::try_from(item.attempts).unwrap_or(0).min(6))
-                        .min(RETRY_PAUSE_MAX),
-                );
+                let pause =
+                    Duration::from_secs(2u64.pow(u32::try_from(item.attempts).unwrap_or(0).min(6)))
+                        .min(self.retry_pause_max);
                 match self
                     .store
                     .retry_inbox(self.queue.owner(), item.id, pause)

@@ -74,7 +74,12 @@ async fn pass_time(app: &TestApp, store: &abort_bot::store::Store, secs: i64) {
 /// and the sweeps try it again for as long as replies are retried.
 #[tokio::test]
 async fn a_group_command_at_a_cold_start_waits_out_a_lark_outage_and_runs_once() {
-    let app = spawn_app().await;
+    // The pause between tries lives in the store and counts in real time: keep it short.
+    let app = spawn_with(Options {
+        inbox_retry_max: Duration::from_millis(200),
+        ..Options::default()
+    })
+    .await;
     lark_down(&app);
     let message_id = app.send(ALICE, Chat::Group, "/abort 12345 test").await;
     let direct = app.send(BOB, Chat::P2p, "/abort 12346 repeat").await;

@@ -96,6 +96,8 @@ pub struct Options {
     pub inbox_lease: Duration,
     /// How long a stop lets running events finish before handing them back.
     pub inbox_drain: Duration,
+    /// The longest pause before a failed event is tried again (real time: the store's clock).
+    pub inbox_retry_max: Duration,
 }
 
 impl Default for Options {
@@ -115,6 +117,7 @@ impl Default for Options {
             // every third of it, so a busy machine does not lose it.
             inbox_lease: Duration::from_secs(2),
             inbox_drain: abort_bot::worker::DRAIN,
+            inbox_retry_max: abort_bot::worker::RETRY_PAUSE_MAX,
         }
     }
 }
@@ -243,6 +246,9 @@ async fn start(
         inbox_poll: INBOX_POLL,
         inbox_lease: options.inbox_lease,
         inbox_drain: options.inbox_drain,
+        // The gauges follow the store closely, so a test sees an event at work.
+        inbox_stats_every: Duration::from_millis(50),
+        inbox_retry_max: options.inbox_retry_max,
         header_timeout: options.read_timeouts,
         body_timeout: options.read_timeouts,
         outbox_poll: Duration::from_millis(20),
