@@ -28,7 +28,7 @@ fn lark_down(app: &TestApp) {
     }
 }
 
-/// Waits (bounded) until the one pending event has failed twice (its tries in memory).
+/// Waits (bounded) until the one pending event has failed twice.
 async fn tried_twice(app: &TestApp, store: &abort_bot::store::Store) {
     for _ in 0..500 {
         if app
@@ -71,7 +71,7 @@ async fn pass_time(app: &TestApp, store: &abort_bot::store::Store, secs: i64) {
 
 /// A group command that arrives while Lark is down at a cold start: the bot cannot tell
 /// whether it was mentioned, so it keeps the command pending (in the store, not in memory)
-/// and the sweeps try it again for as long as replies are retried.
+/// and tries it again after a pause kept in the store for as long as replies are retried.
 #[tokio::test]
 async fn a_group_command_at_a_cold_start_waits_out_a_lark_outage_and_runs_once() {
     // The pause between tries lives in the store and counts in real time: keep it short.
@@ -85,7 +85,7 @@ async fn a_group_command_at_a_cold_start_waits_out_a_lark_outage_and_runs_once()
     let direct = app.send(BOB, Chat::P2p, "/abort 12346 repeat").await;
     // A direct message needs no bot info: it runs now and its answer waits in the outbox.
     wait_for_puts(&app, 1).await;
-    // The group command was tried in memory, then handed back to the store.
+    // The group command failed, and its next try waits in the store.
     let store = app.open_store().await;
     tried_twice(&app, &store).await;
     // Half an hour of the bot's clock, well past the five tries that used to drop it.
@@ -94,14 +94,14 @@ async fn a_group_command_at_a_cold_start_waits_out_a_lark_outage_and_runs_once()
     assert_eq!(pending.len(), 1, "kept: {pending:?}");
     assert!(
         pending[0].attempts > 5,
-        "the sweeps kept trying it: {} attempts",
+        "it was kept and tried again: {} attempts",
         pending[0].attempts
     );
     assert_eq!(app.project.requests_to("PUT", "/open_api/").len(), 1);
     assert!(app.lark.replies_to(&message_id).is_empty());
     assert!(!app.project.item(12345).expect("item").aborted);
 
-    // Lark is back: the next sweep runs it (a probe through Lark's circuit once it is due).
+    // Lark is back: the next try runs it (a probe through Lark's circuit once it is due).
     app.lark.state().faults.clear();
     for _ in 0..200 {
         if !app.lark.replies_to(&message_id).is_empty() && !app.lark.replies_to(&direct).is_empty()

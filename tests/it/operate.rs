@@ -281,7 +281,7 @@ async fn the_inbox_gauges_show_an_event_still_at_work() {
     app.project
         .push_fault(Endpoint::Abort, Fault::Delay(Duration::from_millis(4000)));
     let message_id = app.send(ALICE, Chat::Group, "/abort 12345 repeat").await;
-    // The sweep reads the pending event (it is being worked on) and sets the gauge.
+    // The gauges are read from the store while the event is being worked on.
     wait_for_sample(&app, "abort_bot_inbox_pending", 1).await;
     app.reply_to(&message_id).await;
     app.settled().await;
